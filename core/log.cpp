@@ -1,0 +1,98 @@
+#include "core/log.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fcntl.h>
+#include <cstring>
+#include <stdexcept>
+#include <unistd.h>
+
+namespace sidekey::log {
+namespace {
+std::atomic<int> g_level{static_cast<int>(Level::info)};
+std::atomic<int> g_audit_fd{STDERR_FILENO};
+
+const char* level_name(Level l) {
+  switch (l) {
+    case Level::debug: return "debug";
+    case Level::info: return "info";
+    case Level::warn: return "warn";
+    case Level::error: return "error";
+  }
+  return "info";
+}
+
+void write_line(int fd, std::string line) {
+  line.push_back('\n');
+  const char* p = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;  // logging must never take the process down
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+}  // namespace
+
+bool parse_level(std::string_view text, Level& out) {
+  if (text == "debug") out = Level::debug;
+  else if (text == "info") out = Level::info;
+  else if (text == "warn" || text == "warning") out = Level::warn;
+  else if (text == "error") out = Level::error;
+  else return false;
+  return true;
+}
+
+void set_level(Level level) { g_level.store(static_cast<int>(level)); }
+bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
+
+std::string now_rfc3339() {
+  auto now = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+void write(Level level, std::string_view event, nlohmann::json fields) {
+  if (!enabled(level)) return;
+  nlohmann::json line = nlohmann::json::object();
+  line["ts"] = now_rfc3339();
+  line["level"] = level_name(level);
+  line["event"] = std::string(event);
+  if (fields.is_object())
+    for (auto& [k, v] : fields.items()) line[k] = std::move(v);
+  write_line(STDERR_FILENO, line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void set_audit_target(const std::string& target) {
+  if (target.empty() || target == "stderr") {
+    g_audit_fd.store(STDERR_FILENO);
+    return;
+  }
+  int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot open audit log " + target + ": " + std::strerror(errno));
+  int old = g_audit_fd.exchange(fd);
+  if (old != STDERR_FILENO) ::close(old);
+}
+
+void audit(nlohmann::json record) {
+  nlohmann::json line = nlohmann::json::object();
+  line["ts"] = now_rfc3339();
+  line["event"] = "audit";
+  for (auto& [k, v] : record.items()) line[k] = std::move(v);
+  write_line(g_audit_fd.load(std::memory_order_relaxed),
+             line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+}  // namespace sidekey::log

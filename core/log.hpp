@@ -1,0 +1,31 @@
+#pragma once
+// Structured logging: one JSON object per line, written with a single write(2)
+// so lines from different worker threads never interleave and no lock is taken.
+// Values passed here must never be secret plaintext: callers log names, not values.
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace sidekey::log {
+
+enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
+
+bool parse_level(std::string_view text, Level& out);
+void set_level(Level level);
+bool enabled(Level level);
+
+// Diagnostic log (stderr): {"ts":…,"level":…,"event":…, fields…}
+void write(Level level, std::string_view event, nlohmann::json fields = nlohmann::json::object());
+inline void debug(std::string_view e, nlohmann::json f = nlohmann::json::object()) { write(Level::debug, e, std::move(f)); }
+inline void info(std::string_view e, nlohmann::json f = nlohmann::json::object()) { write(Level::info, e, std::move(f)); }
+inline void warn(std::string_view e, nlohmann::json f = nlohmann::json::object()) { write(Level::warn, e, std::move(f)); }
+inline void error(std::string_view e, nlohmann::json f = nlohmann::json::object()) { write(Level::error, e, std::move(f)); }
+
+// Audit log: "stderr" or a file path (opened for append). Throws std::runtime_error on failure.
+void set_audit_target(const std::string& target);
+void audit(nlohmann::json record);
+
+// RFC 3339 UTC timestamp with milliseconds, e.g. 2026-11-27T02:14:21.123Z.
+std::string now_rfc3339();
+
+}  // namespace sidekey::log

@@ -1,0 +1,10 @@
+#pragma once
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>

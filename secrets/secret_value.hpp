@@ -1,0 +1,45 @@
+#pragma once
+// Plaintext of a secret. Lives in its own mmap'd pages that are locked where allowed, excluded
+// from core dumps (MADV_DONTDUMP) and zeroized before release. There is deliberately no
+// conversion to std::string and no stream operator: reading the plaintext is an explicit
+// reveal() that a reviewer can grep for.
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace sidekey::secrets {
+
+class SecretValue {
+ public:
+  SecretValue() = default;
+  explicit SecretValue(std::string_view plaintext);
+  ~SecretValue();
+  SecretValue(SecretValue&& other) noexcept;
+  SecretValue& operator=(SecretValue&& other) noexcept;
+  SecretValue(const SecretValue&) = delete;
+  SecretValue& operator=(const SecretValue&) = delete;
+
+  // Copies `s` into protected memory and wipes `s`.
+  static SecretValue take(std::string& s);
+  SecretValue clone() const { return SecretValue(reveal()); }
+
+  std::string_view reveal() const noexcept { return {data_, size_}; }
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  bool equals(std::string_view other) const noexcept;  // constant time in the content
+
+ private:
+  void release() noexcept;
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t mapped_ = 0;
+};
+
+// Wipes a buffer that held plaintext (OPENSSL_cleanse, which the optimizer cannot drop).
+void wipe(std::string& s) noexcept;
+void wipe(void* p, std::size_t n) noexcept;
+
+// Process-wide hygiene: not dumpable (no core, no ptrace by other users), RLIMIT_CORE = 0.
+void harden_process();
+
+}  // namespace sidekey::secrets

@@ -1,0 +1,64 @@
+#pragma once
+// What the proxy sees of all secrets: an immutable name → value/binding map built from the
+// store and the read-only sources, swapped atomically when any of them changes.
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "secrets/secret_value.hpp"
+#include "secrets/store.hpp"
+
+namespace sidekey::secrets {
+
+struct SecretEntry {
+  std::string name;          // reference name: "openai", or "tasks/<task>/<name>" for task secrets
+  std::string binding_name;  // the name whose policy `secrets:` entry binds it ("openai")
+  std::string origin;        // "store" | "env" | "dir"
+  std::vector<std::string> allowed_hosts;  // from the API / CLI (store only)
+  std::shared_ptr<const SecretValue> value;
+};
+
+class SecretView {
+ public:
+  explicit SecretView(std::map<std::string, SecretEntry, std::less<>> entries) : entries_(std::move(entries)) {}
+  const SecretEntry* find(std::string_view name) const;
+  std::size_t size() const { return entries_.size(); }
+  const std::map<std::string, SecretEntry, std::less<>>& entries() const { return entries_; }
+
+ private:
+  std::map<std::string, SecretEntry, std::less<>> entries_;
+};
+
+struct SourceConfig {
+  enum class Kind { env, dir } kind;
+  std::string prefix;          // env
+  std::filesystem::path path;  // dir
+};
+
+// Owns the store and the sources; rebuilds the view after each change. Lookups are lock-free
+// (an atomic shared_ptr load); rebuilds are serialized.
+class SecretRegistry {
+ public:
+  SecretRegistry(std::shared_ptr<Store> store, std::vector<SourceConfig> sources);
+
+  std::shared_ptr<const SecretView> current() const { return view_.load(std::memory_order_acquire); }
+  Store& store() { return *store_; }
+
+  // Re-reads the sources and the store snapshot; returns true when the view changed.
+  // Called after every store write and periodically for dir sources (Kubernetes swaps files
+  // through symlinks, which a poll of the folder sees reliably).
+  bool refresh();
+
+ private:
+  std::shared_ptr<Store> store_;
+  std::vector<SourceConfig> sources_;
+  std::mutex mu_;
+  std::atomic<std::shared_ptr<const SecretView>> view_;
+  std::string fingerprint_;  // of the last sources read, to tell whether anything changed
+};
+
+}  // namespace sidekey::secrets
