@@ -1,0 +1,111 @@
+#include "api/http_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include "core/log.hpp"
+#include "core/random.hpp"
+#include "secrets/secret_value.hpp"
+
+namespace sidekey::api {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+
+Response json_response(http::status status, const nlohmann::json& body) {
+  Response res{status, 11};
+  res.set(http::field::content_type, "application/json");
+  res.body() = body.dump();
+  return res;
+}
+
+Response message_response(http::status status, std::string_view message) {
+  return json_response(status, {{"message", std::string(message)}});
+}
+
+Response text_response(http::status status, std::string body, std::string_view content_type) {
+  Response res{status, 11};
+  res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  return res;
+}
+
+namespace {
+struct InflightGuard {
+  proxy::ConnectionTracker* t;
+  explicit InflightGuard(proxy::ConnectionTracker* tracker) : t(tracker) {
+    if (t) t->inflight.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~InflightGuard() {
+    if (t) t->inflight.fetch_sub(1, std::memory_order_relaxed);
+  }
+};
+// Zeroes the buffer's free space, which still holds the bytes of requests already parsed.
+void wipe_spare(beast::flat_buffer& buffer) {
+  auto spare = buffer.prepare(buffer.capacity() - buffer.size());
+  secrets::wipe(spare.data(), spare.size());
+}
+}  // namespace
+
+net::awaitable<void> serve_http(net::ip::tcp::socket socket, const HttpServerOptions& opt, const Handler& handler) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
+    parser.body_limit(opt.body_limit);
+    stream.expires_after(opt.idle_timeout);
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+    if (ec) {
+      if (ec == http::error::header_limit) {
+        auto res = message_response(http::status::request_header_fields_too_large, "request header too large");
+        res.keep_alive(false);
+        res.prepare_payload();
+        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+      } else if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != net::error::eof &&
+                 ec != net::error::connection_reset && ec != net::error::operation_aborted) {
+        auto res = message_response(http::status::bad_request, "malformed HTTP request");
+        res.keep_alive(false);
+        res.prepare_payload();
+        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+      }
+      break;
+    }
+    InflightGuard inflight(opt.tracker);
+    stream.expires_after(opt.request_timeout);
+    std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+    if (ec) {
+      secrets::wipe(parser.get().body());
+      if (ec == http::error::body_limit) {
+        auto res = message_response(http::status::payload_too_large, "request body too large");
+        res.keep_alive(false);
+        res.prepare_payload();
+        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+      }
+      break;
+    }
+    Request req = parser.release();
+    Response res;
+    try {
+      res = co_await handler(req);
+    } catch (const std::exception& e) {
+      log::error("api_handler_failed", {{"path", std::string(req.target().substr(0, req.target().find('?')))},
+                                        {"error", e.what()}});
+      res = message_response(http::status::internal_server_error, "internal error");
+    }
+    secrets::wipe(req.body());
+    wipe_spare(buffer);
+    bool keep = req.keep_alive() && !(opt.tracker && opt.tracker->draining.load());
+    res.version(req.version());
+    res.keep_alive(keep);
+    res.prepare_payload();
+    stream.expires_after(opt.request_timeout);
+    auto [wec, wn] = co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+    if (wec || !keep) break;
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace sidekey::api

@@ -1,0 +1,39 @@
+#pragma once
+// A small HTTP/1.1 server loop for the api and admin listeners: keep-alive, size limits,
+// idle and request timeouts, graceful drain. Handlers see a whole (bounded) request.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+
+#include "proxy/listener.hpp"
+
+namespace sidekey::api {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+struct HttpServerOptions {
+  std::size_t header_limit = 65536;
+  std::size_t body_limit = 1 << 20;
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds request_timeout{300000};
+  proxy::ConnectionTracker* tracker = nullptr;
+};
+
+// The handler may run asynchronously. The request body is wiped after the handler returns
+// (it may hold a secret value).
+using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
+
+boost::asio::awaitable<void> serve_http(boost::asio::ip::tcp::socket socket, const HttpServerOptions& options,
+                                        const Handler& handler);
+
+Response json_response(http::status status, const nlohmann::json& body);
+Response message_response(http::status status, std::string_view message);  // {"message": …}
+Response text_response(http::status status, std::string body, std::string_view content_type = "text/plain");
+
+}  // namespace sidekey::api

@@ -1,0 +1,25 @@
+#include <iostream>
+
+#include "cli/commands.hpp"
+
+namespace sidekey::cli {
+
+void print_help() {
+  std::cout << R"(sidekey — a sidecar proxy that injects secrets the agent never sees
+
+Usage:
+  sidekey serve [--config F] [--policy F] [--data-dir D] [--listen-proxy H:P] [--listen-api H:P] [--listen-admin H:P]
+        Run the proxy, Agent Protocol API and admin listeners until SIGTERM/SIGINT.
+  sidekey secrets set NAME [--host H]... [--config F] [--data-dir D]
+        Store a secret; the value is read from stdin (never from the command line).
+  sidekey secrets list [--config F] [--data-dir D]
+  sidekey secrets rm NAME [--config F] [--data-dir D]
+  sidekey --version
+  sidekey help
+
+Without --config, ./sidekey.yaml is used when present, else the built-in defaults.
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+)";
+}
+
+}  // namespace sidekey::cli

@@ -1,0 +1,56 @@
+#pragma once
+// The composition root: builds the store, registry, listeners and workers from a Config and
+// runs them. `serve` and (later) `exec` share it.
+#include <boost/asio/io_context.hpp>
+
+#include <memory>
+#include <string>
+
+#include "api/admin.hpp"
+#include "api/secrets_api.hpp"
+#include "config/config.hpp"
+#include "proxy/listener.hpp"
+#include "proxy/workers.hpp"
+#include "secrets/secret_view.hpp"
+
+namespace sidekey::cli {
+
+class Runtime {
+ public:
+  explicit Runtime(config::Config cfg);
+  ~Runtime();
+
+  // Opens everything and binds the listeners; throws with a clear message on any failure.
+  void start();
+  // {"event":"listening","proxy":…,"api":…,"admin":…}
+  std::string listening_line() const;
+  std::string proxy_address() const { return proxy_->local_address(); }
+  std::string api_address() const { return api_->local_address(); }
+  std::string admin_address() const { return admin_->local_address(); }
+
+  // The control context (main thread): signals, periodic source refresh.
+  boost::asio::io_context& control() { return control_; }
+  // Stop accepting, wait for in-flight requests (up to `deadline`), stop the workers.
+  void shutdown(std::chrono::milliseconds deadline);
+
+ private:
+  void schedule_source_refresh();
+
+  config::Config cfg_;
+  boost::asio::io_context control_;
+  std::unique_ptr<boost::asio::steady_timer> refresh_timer_;
+  std::shared_ptr<secrets::Store> store_;
+  std::unique_ptr<secrets::SecretRegistry> registry_;
+  std::unique_ptr<secrets::SecretValue> api_token_;
+  std::unique_ptr<api::SecretsApi> secrets_api_;
+  api::Readiness readiness_;
+  proxy::ConnectionTracker tracker_;
+  api::HttpServerOptions api_options_, admin_options_;
+  std::unique_ptr<proxy::Workers> workers_;
+  std::unique_ptr<proxy::Listener> proxy_, api_, admin_;
+};
+
+// Shared by subcommands that open the store offline (`sidekey secrets …`).
+std::shared_ptr<secrets::Store> open_store(const config::Config& cfg);
+
+}  // namespace sidekey::cli

@@ -1,0 +1,92 @@
+#include "proxy/listener.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+
+namespace sidekey::proxy {
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+Listener::Listener(std::string name, const config::Endpoint& where, Workers& workers, ConnectionTracker& tracker,
+                   ConnectionHandler handler, OverloadHandler overload)
+    : name_(std::move(name)),
+      workers_(workers),
+      tracker_(tracker),
+      handler_(std::move(handler)),
+      overload_(std::move(overload)),
+      acceptor_(workers.at(0)) {
+  boost::system::error_code ec;
+  auto addr = net::ip::make_address(where.host, ec);
+  if (ec) {
+    // A host name (e.g. "localhost"): resolve it once at start-up.
+    tcp::resolver resolver(workers.at(0));
+    auto results = resolver.resolve(where.host, std::to_string(where.port), ec);
+    if (ec || results.empty())
+      throw std::runtime_error("listen." + name_ + ": cannot resolve " + where.host + ": " + ec.message());
+    addr = results.begin()->endpoint().address();
+  }
+  tcp::endpoint ep(addr, where.port);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("listen." + name_ + ": cannot listen on " + where.to_string() + ": " + ec.message());
+}
+
+std::string Listener::local_address() const {
+  auto ep = acceptor_.local_endpoint();
+  auto a = ep.address();
+  std::string host = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+  return host + ":" + std::to_string(ep.port());
+}
+
+void Listener::start() { net::co_spawn(acceptor_.get_executor(), accept_loop(), net::detached); }
+
+void Listener::close() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
+net::awaitable<void> Listener::accept_loop() {
+  for (;;) {
+    auto& worker = workers_.next();
+    auto [ec, socket] = co_await acceptor_.async_accept(worker, net::as_tuple(net::use_awaitable));
+    if (ec) {
+      if (ec == net::error::operation_aborted || !acceptor_.is_open()) co_return;
+      // EMFILE and friends: log, back off briefly, keep serving what is open.
+      log::warn("accept_failed", {{"listener", name_}, {"error", ec.message()}});
+      net::steady_timer t(acceptor_.get_executor(), std::chrono::milliseconds(50));
+      co_await t.async_wait(net::as_tuple(net::use_awaitable));
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    bool over = tracker_.active.load(std::memory_order_relaxed) >= tracker_.max_connections;
+    net::co_spawn(worker, serve_one(std::move(socket), over), net::detached);
+  }
+}
+
+}  // namespace sidekey::proxy
+
+namespace sidekey::proxy {
+
+// A member coroutine, not a capturing lambda: the frame must not refer to a lambda object that
+// the accept loop has already destroyed.
+net::awaitable<void> Listener::serve_one(tcp::socket socket, bool over) {
+  static auto& active_gauge = metrics::registry().gauge("sidekey_active_connections");
+  tracker_.active.fetch_add(1, std::memory_order_relaxed);
+  active_gauge.add(1);
+  try {
+    if (!over) co_await handler_(std::move(socket));
+    else if (overload_) co_await overload_(std::move(socket));
+  } catch (const std::exception& e) {
+    log::debug("connection_error", {{"listener", name_}, {"error", e.what()}});
+  }
+  tracker_.active.fetch_sub(1, std::memory_order_relaxed);
+  active_gauge.add(-1);
+}
+
+}  // namespace sidekey::proxy

@@ -1,0 +1,50 @@
+#pragma once
+// An accept loop that hands each connection to the next worker, counts it, and enforces the
+// connection cap (SPEC section 10 limits.max_connections).
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "config/config.hpp"
+#include "proxy/workers.hpp"
+
+namespace sidekey::proxy {
+
+// Shared across listeners: how many connections are open and whether we are draining.
+struct ConnectionTracker {
+  std::atomic<std::int64_t> active{0};
+  std::atomic<std::int64_t> inflight{0};  // requests being served; graceful shutdown waits for these
+  std::atomic<bool> draining{false};
+  std::uint32_t max_connections = 10000;
+};
+
+using ConnectionHandler = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::socket)>;
+// Called (on the worker) instead of the handler when the cap is reached: answer politely and close.
+using OverloadHandler = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::socket)>;
+
+class Listener {
+ public:
+  // Binds at once so that port 0 is resolved before start-up is announced; throws
+  // std::runtime_error naming the listener and address when the bind fails.
+  Listener(std::string name, const config::Endpoint& where, Workers& workers, ConnectionTracker& tracker,
+           ConnectionHandler handler, OverloadHandler overload = {});
+  std::string local_address() const;  // "host:port"
+  void start();
+  void close();  // stop accepting (graceful shutdown)
+
+ private:
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> serve_one(boost::asio::ip::tcp::socket socket, bool over);
+  std::string name_;
+  Workers& workers_;
+  ConnectionTracker& tracker_;
+  ConnectionHandler handler_;
+  OverloadHandler overload_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+};
+
+}  // namespace sidekey::proxy

@@ -1,0 +1,39 @@
+#include "proxy/workers.hpp"
+
+namespace sidekey::proxy {
+
+Workers::Workers(unsigned count) {
+  if (count == 0) count = 1;
+  for (unsigned i = 0; i < count; ++i) {
+    // concurrency hint 1: each context is run by exactly one thread.
+    contexts_.push_back(std::make_unique<boost::asio::io_context>(1));
+    guards_.push_back(std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+        contexts_.back()->get_executor()));
+  }
+}
+
+Workers::~Workers() {
+  stop();
+  join();
+}
+
+boost::asio::io_context& Workers::next() {
+  return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+}
+
+void Workers::start() {
+  for (auto& ctx : contexts_) threads_.emplace_back([c = ctx.get()] { c->run(); });
+}
+
+void Workers::stop() {
+  guards_.clear();
+  for (auto& ctx : contexts_) ctx->stop();
+}
+
+void Workers::join() {
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+}  // namespace sidekey::proxy
