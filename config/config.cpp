@@ -54,7 +54,7 @@ fs::path path_value(const YamlReader& r, const YAML::Node& n, std::string_view w
 }
 
 void load_sources(const YamlReader& r, const YAML::Node& list, const fs::path& base, Config& c) {
-  if (list.IsNull()) return;
+  if (!list || list.IsNull()) return;
   r.expect_sequence(list, "sources");
   for (const auto& item : list) {
     r.expect_map(item, "sources entry", {"env", "dir"});

@@ -7,7 +7,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache
   libboost1.81-all-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev
   openssl curl ca-certificates procps
-  python3 python3-requests python3-httpx
+  python3 python3-requests python3-httpx python3-jsonschema python3-yaml
   nodejs npm
 )
 

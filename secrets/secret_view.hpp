@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,7 +59,9 @@ class SecretRegistry {
   std::vector<SourceConfig> sources_;
   std::mutex mu_;
   std::atomic<std::shared_ptr<const SecretView>> view_;
-  std::string fingerprint_;  // of the last sources read, to tell whether anything changed
+  // Source problems (missing folder, unusable file) logged at the last refresh, so a periodic
+  // poll warns once per problem instead of on every pass.
+  std::set<std::string> warned_;
 };
 
 }  // namespace sidekey::secrets
