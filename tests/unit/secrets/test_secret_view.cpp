@@ -1,0 +1,250 @@
+#include <boost/test/unit_test.hpp>
+
+#include "secrets/secret_name.hpp"
+#include "secrets/secret_view.hpp"
+#include "secrets_test_util.hpp"
+
+using namespace sidekey;
+using namespace sidekey::secrets;
+namespace fs = std::filesystem;
+
+namespace {
+
+using Sources = std::vector<SourceConfig>;
+constexpr const char* kPrefix = "SKTEST_SECRET_";
+
+struct Fixture {
+  test::TempDir dir;
+  fs::path secrets_dir = dir / "secrets";
+  std::shared_ptr<Store> store = std::make_shared<Store>(dir / "secrets.db", test::random_key());
+
+  Fixture() { fs::create_directories(secrets_dir); }
+
+  SourceConfig env_src() const { return {SourceConfig::Kind::env, kPrefix, {}}; }
+  SourceConfig dir_src() const { return {SourceConfig::Kind::dir, {}, secrets_dir}; }
+  void file(const std::string& name, const std::string& content) const { test::write_plain(secrets_dir / name, content); }
+};
+
+// Checks an entry's value without ever printing it.
+bool value_is(const SecretRegistry& reg, std::string_view name, std::string_view expected) {
+  auto view = reg.current();
+  const SecretEntry* e = view->find(name);
+  return e && e->value && e->value->equals(expected);
+}
+
+std::string origin_of(const SecretRegistry& reg, std::string_view name) {
+  const SecretEntry* e = reg.current()->find(name);
+  return e ? e->origin : "(missing)";
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(secret_view)
+
+BOOST_AUTO_TEST_CASE(find_on_a_plain_view) {
+  std::map<std::string, SecretEntry, std::less<>> m;
+  m.emplace("a", SecretEntry{"a", "a", "env", {}, std::make_shared<const SecretValue>("x")});
+  SecretView v(std::move(m));
+  BOOST_CHECK(v.find("a"));
+  BOOST_CHECK(!v.find("b"));
+  BOOST_CHECK_EQUAL(v.size(), 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(store_comes_first_then_sources_in_order, Fixture) {
+  store->put("", "shared", SecretValue("from-store"), {"api.example.com"});
+  test::EnvVar e1(std::string(kPrefix) + "shared", "from-env");
+  test::EnvVar e2(std::string(kPrefix) + "env_dir", "from-env");
+  test::EnvVar e3(std::string(kPrefix) + "env_only", "from-env");
+  file("shared", "from-dir\n");
+  file("env_dir", "from-dir\n");
+  file("dir_only", "from-dir\n");
+
+  SecretRegistry reg(store, Sources{env_src(), dir_src()});
+  BOOST_CHECK_EQUAL(origin_of(reg, "shared"), "store");
+  BOOST_CHECK(value_is(reg, "shared", "from-store"));
+  BOOST_CHECK(reg.current()->find("shared")->allowed_hosts == std::vector<std::string>{"api.example.com"});
+  BOOST_CHECK_EQUAL(origin_of(reg, "env_dir"), "env");
+  BOOST_CHECK(value_is(reg, "env_dir", "from-env"));
+  BOOST_CHECK_EQUAL(origin_of(reg, "env_only"), "env");
+  BOOST_CHECK_EQUAL(origin_of(reg, "dir_only"), "dir");
+  BOOST_CHECK(value_is(reg, "dir_only", "from-dir"));
+
+  SecretRegistry reversed(store, Sources{dir_src(), env_src()});
+  BOOST_CHECK_EQUAL(origin_of(reversed, "shared"), "store");
+  BOOST_CHECK_EQUAL(origin_of(reversed, "env_dir"), "dir");
+}
+
+BOOST_FIXTURE_TEST_CASE(env_source, Fixture) {
+  test::EnvVar good(std::string(kPrefix) + "openai", "sk-env");
+  test::EnvVar dotted(std::string(kPrefix) + "team.svc-key", "v2");
+  test::EnvVar bad_name(std::string(kPrefix) + "bad!name", "v");
+  test::EnvVar task_name(std::string(kPrefix) + "tasks/t1/x", "v");
+  test::EnvVar empty(std::string(kPrefix) + "empty", "");
+  test::EnvVar other("SKTEST_OTHER_openai2", "v");
+  SecretRegistry reg(nullptr, Sources{env_src()});
+  auto view = reg.current();
+  BOOST_CHECK(value_is(reg, "openai", "sk-env"));
+  BOOST_CHECK(view->find("openai")->binding_name == "openai");
+  BOOST_CHECK(view->find("openai")->allowed_hosts.empty());
+  BOOST_CHECK(value_is(reg, "team.svc-key", "v2"));
+  BOOST_CHECK(!view->find("bad!name"));
+  BOOST_CHECK(!view->find("tasks/t1/x"));
+  BOOST_CHECK(!view->find("empty"));
+  BOOST_CHECK(!view->find("openai2"));
+  BOOST_CHECK(!view->find("SKTEST_OTHER_openai2"));
+}
+
+BOOST_FIXTURE_TEST_CASE(env_source_refresh, Fixture) {
+  SecretRegistry reg(nullptr, Sources{env_src()});
+  BOOST_CHECK(!reg.current()->find("late"));
+  {
+    test::EnvVar late(std::string(kPrefix) + "late", "v1");
+    BOOST_CHECK(reg.refresh());
+    BOOST_CHECK(value_is(reg, "late", "v1"));
+    BOOST_CHECK(!reg.refresh());
+  }
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(!reg.current()->find("late"));
+}
+
+BOOST_FIXTURE_TEST_CASE(dir_source_trims_one_trailing_newline, Fixture) {
+  file("lf", "value-lf\n");
+  file("crlf", "value-crlf\r\n");
+  file("bare", "value-bare");
+  file("two_newlines", "value\n\n");
+  file("inner_newline", "line1\nline2\n");
+  file("empty", "");
+  file("only_newline", "\n");
+  file(".hidden", "hidden\n");
+  file("bad name", "v\n");
+  fs::create_directories(secrets_dir / "subdir");
+  test::write_plain(secrets_dir / "subdir" / "nested", "v\n");
+  test::write_plain(secrets_dir / "big", std::string(kMaxValueBytes + 10, 'x'));
+  test::write_plain(secrets_dir / "max", std::string(kMaxValueBytes, 'y') + "\n");
+
+  SecretRegistry reg(store, Sources{dir_src()});
+  auto view = reg.current();
+  BOOST_CHECK(value_is(reg, "lf", "value-lf"));
+  BOOST_CHECK(value_is(reg, "crlf", "value-crlf"));
+  BOOST_CHECK(value_is(reg, "bare", "value-bare"));
+  BOOST_CHECK(value_is(reg, "max", std::string(kMaxValueBytes, 'y')));
+  for (const char* skipped : {"two_newlines", "inner_newline", "empty", "only_newline", ".hidden", "hidden",
+                              "bad name", "subdir", "nested", "subdir/nested", "big"})
+    BOOST_CHECK_MESSAGE(!view->find(skipped), skipped);
+  BOOST_CHECK_EQUAL(view->size(), 4u);
+  BOOST_CHECK_EQUAL(view->find("lf")->origin, "dir");
+}
+
+BOOST_FIXTURE_TEST_CASE(dir_source_refresh_sees_changes_and_removals, Fixture) {
+  file("token", "one\n");
+  file("keep", "same\n");
+  SecretRegistry reg(store, Sources{dir_src()});
+  auto before = reg.current();
+  BOOST_CHECK(value_is(reg, "token", "one"));
+
+  BOOST_CHECK(!reg.refresh());  // nothing changed: the view (and its values) stay the same
+  BOOST_CHECK(reg.current() == before);
+
+  file("token", "two\n");
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(value_is(reg, "token", "two"));
+  BOOST_CHECK(before->find("token")->value->equals("one"));  // old views are immutable
+
+  file("token", "two");  // same value, newline dropped: no change
+  BOOST_CHECK(!reg.refresh());
+
+  fs::remove(secrets_dir / "token");
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(!reg.current()->find("token"));
+  BOOST_CHECK(value_is(reg, "keep", "same"));
+}
+
+BOOST_FIXTURE_TEST_CASE(dir_source_kubernetes_layout, Fixture) {
+  // What the kubelet writes: ..<timestamp>/ with the files, ..data -> it, and one symlink per key.
+  fs::create_directories(secrets_dir / "..2026_01_01_00_00_00.1");
+  test::write_plain(secrets_dir / "..2026_01_01_00_00_00.1" / "openai", "sk-k8s-one\n");
+  fs::create_directory_symlink("..2026_01_01_00_00_00.1", secrets_dir / "..data");
+  fs::create_symlink("..data/openai", secrets_dir / "openai");
+
+  SecretRegistry reg(store, Sources{dir_src()});
+  BOOST_CHECK(value_is(reg, "openai", "sk-k8s-one"));
+  BOOST_CHECK_EQUAL(reg.current()->size(), 1u);
+
+  // An update: a new timestamped folder and an atomic swap of ..data.
+  fs::create_directories(secrets_dir / "..2026_01_02_00_00_00.2");
+  test::write_plain(secrets_dir / "..2026_01_02_00_00_00.2" / "openai", "sk-k8s-two\n");
+  fs::create_directory_symlink("..2026_01_02_00_00_00.2", secrets_dir / "..data_tmp");
+  fs::rename(secrets_dir / "..data_tmp", secrets_dir / "..data");
+  fs::remove_all(secrets_dir / "..2026_01_01_00_00_00.1");
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(value_is(reg, "openai", "sk-k8s-two"));
+
+  // A key removed from the Secret: its symlink dangles, then goes.
+  fs::remove(secrets_dir / "..2026_01_02_00_00_00.2" / "openai");
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(!reg.current()->find("openai"));
+}
+
+BOOST_FIXTURE_TEST_CASE(missing_dir_is_an_empty_source, Fixture) {
+  SourceConfig src{SourceConfig::Kind::dir, {}, dir / "not-yet"};
+  SecretRegistry reg(store, Sources{src});
+  BOOST_CHECK_EQUAL(reg.current()->size(), 0u);
+  BOOST_CHECK(!reg.refresh());
+  fs::create_directories(dir / "not-yet");
+  test::write_plain(dir / "not-yet" / "late", "v\n");
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(value_is(reg, "late", "v"));
+  fs::remove_all(dir / "not-yet");
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK_EQUAL(reg.current()->size(), 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(task_scoped_names, Fixture) {
+  store->put("", "api_key", SecretValue("agent-value"), {});
+  store->put("task-1", "api_key", SecretValue("task-1-value"), {"t1.example.com"});
+  store->put("task-2", "api_key", SecretValue("task-2-value"), {});
+  SecretRegistry reg(store, Sources{});
+  auto view = reg.current();
+  BOOST_CHECK_EQUAL(view->size(), 3u);
+  const SecretEntry* t1 = view->find(task_secret_ref_name("task-1", "api_key"));
+  BOOST_REQUIRE(t1);
+  BOOST_CHECK_EQUAL(t1->name, "tasks/task-1/api_key");
+  BOOST_CHECK_EQUAL(t1->binding_name, "api_key");
+  BOOST_CHECK_EQUAL(t1->origin, "store");
+  BOOST_CHECK(t1->allowed_hosts == std::vector<std::string>{"t1.example.com"});
+  BOOST_CHECK(value_is(reg, "tasks/task-1/api_key", "task-1-value"));
+  BOOST_CHECK(value_is(reg, "tasks/task-2/api_key", "task-2-value"));
+  BOOST_CHECK(value_is(reg, "api_key", "agent-value"));
+  BOOST_CHECK_EQUAL(view->find("api_key")->binding_name, "api_key");
+}
+
+BOOST_FIXTURE_TEST_CASE(refresh_follows_store_writes, Fixture) {
+  SecretRegistry reg(store, Sources{});
+  BOOST_CHECK_EQUAL(reg.current()->size(), 0u);
+  store->put("", "a", SecretValue("v1"), {});
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(value_is(reg, "a", "v1"));
+  BOOST_CHECK(!reg.refresh());
+  store->put("", "a", SecretValue("v1"), {});  // same value and hosts: the view is the same
+  BOOST_CHECK(!reg.refresh());
+  store->put("", "a", SecretValue("v1"), {"new.host"});  // binding grew
+  BOOST_CHECK(reg.refresh());
+  store->put("", "a", SecretValue("v2"), {});
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(value_is(reg, "a", "v2"));
+  BOOST_CHECK(store->remove_by_name("", "a"));
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(!reg.current()->find("a"));
+}
+
+BOOST_FIXTURE_TEST_CASE(values_held_by_an_old_view_outlive_the_store_change, Fixture) {
+  store->put("", "a", SecretValue("v1"), {});
+  SecretRegistry reg(store, Sources{});
+  auto old = reg.current();
+  store->remove_by_name("", "a");
+  reg.refresh();
+  BOOST_REQUIRE(old->find("a"));
+  BOOST_CHECK(old->find("a")->value->equals("v1"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
