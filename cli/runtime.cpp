@@ -10,9 +10,11 @@
 #include "core/files.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "proxy/audit.hpp"
 
 namespace sidekey::cli {
 namespace net = boost::asio;
+namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
 std::shared_ptr<secrets::Store> open_store(const config::Config& cfg) {
@@ -54,6 +56,10 @@ void Runtime::start() {
   log::set_level(cfg_.log_level);
   log::set_audit_target(cfg_.log_audit);
 
+  proxy::describe_proxy_metrics();
+  readiness_.set_not_ready("loading the policy");
+  policy_ = std::make_unique<proxy::PolicyHolder>(cfg_.policy);
+  policy_->load();  // a bad policy refuses to start (PositionedError names file:line:column)
   readiness_.set_not_ready("opening the secrets store");
   store_ = open_store(cfg_);
   registry_ = std::make_unique<secrets::SecretRegistry>(store_, cfg_.sources);
@@ -68,6 +74,11 @@ void Runtime::start() {
   admin_options_ = {cfg_.max_header_bytes, 64 << 10, cfg_.idle_timeout, cfg_.request_timeout, &tracker_};
 
   workers_ = std::make_unique<proxy::Workers>(cfg_.effective_workers());
+  upstream_tls_ = std::make_unique<proxy::UpstreamTls>(cfg_.tls_upstream_ca_file, cfg_.tls_upstream_verify);
+  if (!cfg_.tls_upstream_verify) log::warn("upstream_tls_verification_off", {{"setting", "tls.upstream_verify"}});
+  proxy_context_ = std::make_unique<proxy::ProxyContext>(proxy::ProxyContext{
+      *policy_, *registry_, proxy::EgressGuard(cfg_.egress_allow_private, cfg_.egress_resolve), *upstream_tls_, tracker_,
+      cfg_.max_header_bytes, cfg_.connect_timeout, cfg_.idle_timeout, cfg_.request_timeout});
 
   auto api_handler = [this](api::Request& req) -> net::awaitable<api::Response> {
     api::Response res;
@@ -85,11 +96,6 @@ void Runtime::start() {
   auto admin_handler = [this](api::Request& req) -> net::awaitable<api::Response> {
     co_return api::handle_admin(req, readiness_);
   };
-  // The proxy listener's pipeline arrives with the egress-proxy work; until then it answers 501.
-  auto proxy_handler = [](api::Request&) -> net::awaitable<api::Response> {
-    co_return api::json_response(http::status::not_implemented,
-                                 {{"error", {{"code", "not_implemented"}, {"message", "the proxy is not implemented yet"}}}});
-  };
 
   auto http_listener = [this](std::string name, const config::Endpoint& ep, const api::HttpServerOptions& opts,
                               api::Handler handler) {
@@ -99,13 +105,17 @@ void Runtime::start() {
         [h, &opts](net::ip::tcp::socket s) { return api::serve_http(std::move(s), opts, *h); },
         [](net::ip::tcp::socket s) -> net::awaitable<void> {
           // Over the connection cap: a polite 503 and close, rather than an unbounded backlog.
-          static const char kBusy[] =
-              "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-              "Content-Length: 75\r\n\r\n{\"error\":{\"code\":\"overloaded\",\"message\":\"too many open connections\"}}\n";
-          co_await net::async_write(s, net::buffer(kBusy, sizeof kBusy - 1), net::as_tuple(net::use_awaitable));
+          auto res = api::message_response(http::status::service_unavailable, "too many open connections");
+          res.keep_alive(false);
+          res.prepare_payload();
+          beast::tcp_stream stream(std::move(s));
+          co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
         });
   };
-  proxy_ = http_listener("proxy", cfg_.listen_proxy, api_options_, proxy_handler);
+  proxy_ = std::make_unique<proxy::Listener>(
+      "proxy", cfg_.listen_proxy, *workers_, tracker_,
+      [this](net::ip::tcp::socket s) { return proxy::serve_proxy_connection(std::move(s), *proxy_context_); },
+      proxy::refuse_overloaded);
   api_ = http_listener("api", cfg_.listen_api, api_options_, api_handler);
   admin_ = http_listener("admin", cfg_.listen_admin, admin_options_, admin_handler);
   proxy_->start();
@@ -113,6 +123,7 @@ void Runtime::start() {
   admin_->start();
   workers_->start();
   schedule_source_refresh();
+  schedule_policy_watch();
   readiness_.set_ready();
 }
 
@@ -124,10 +135,9 @@ std::string Runtime::listening_line() const {
       .dump();
 }
 
+// Always polled: besides dir sources, the store file itself changes under a running server
+// when `sidekey secrets set/rm` writes it.
 void Runtime::schedule_source_refresh() {
-  bool has_dir = false;
-  for (auto& s : cfg_.sources) has_dir |= s.kind == secrets::SourceConfig::Kind::dir;
-  if (!has_dir) return;
   refresh_timer_ = std::make_unique<net::steady_timer>(control_);
   net::co_spawn(
       control_,
@@ -149,6 +159,21 @@ void Runtime::schedule_source_refresh() {
       net::detached);
 }
 
+void Runtime::schedule_policy_watch() {
+  policy_timer_ = std::make_unique<net::steady_timer>(control_);
+  net::co_spawn(
+      control_,
+      [this]() -> net::awaitable<void> {
+        for (;;) {
+          policy_timer_->expires_after(std::chrono::seconds(1));
+          auto [ec] = co_await policy_timer_->async_wait(net::as_tuple(net::use_awaitable));
+          if (ec) co_return;
+          policy_->reload_if_changed();
+        }
+      },
+      net::detached);
+}
+
 void Runtime::shutdown(std::chrono::milliseconds deadline) {
   readiness_.set_not_ready("shutting down");
   tracker_.draining.store(true);
@@ -159,6 +184,7 @@ void Runtime::shutdown(std::chrono::milliseconds deadline) {
     admin_->close();
   });
   if (refresh_timer_) refresh_timer_->cancel();
+  if (policy_timer_) policy_timer_->cancel();
   auto until = std::chrono::steady_clock::now() + deadline;
   while (tracker_.inflight.load() > 0 && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

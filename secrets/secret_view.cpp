@@ -167,6 +167,18 @@ SecretRegistry::SecretRegistry(std::shared_ptr<Store> store, std::vector<SourceC
 
 bool SecretRegistry::refresh() {
   std::lock_guard lock(mu_);
+  if (store_) {
+    try {
+      store_->reload_if_changed();
+      if (!reload_error_.empty()) log::info("secrets_store_readable_again", {{"path", store_->path().string()}});
+      reload_error_.clear();
+    } catch (const StoreError& e) {
+      // StoreError names the file and the problem, never a value. Keep serving the last good
+      // content: a bad file must not empty the view.
+      if (reload_error_ != e.what()) log::error("secrets_store_reload_failed", {{"error", e.what()}});
+      reload_error_ = e.what();
+    }
+  }
   Entries next;
   Problems problems(warned_);
   add_store(next, store_.get());

@@ -49,9 +49,12 @@ class SecretRegistry {
   std::shared_ptr<const SecretView> current() const { return view_.load(std::memory_order_acquire); }
   Store& store() { return *store_; }
 
-  // Re-reads the sources and the store snapshot; returns true when the view changed.
-  // Called after every store write and periodically for dir sources (Kubernetes swaps files
-  // through symlinks, which a poll of the folder sees reliably).
+  // Re-reads the sources and the store (reloading its file when another process, such as
+  // `sidekey secrets set`, changed it); returns true when the view changed. A store file that
+  // cannot be read is logged (never with a value) and the previous store content stays in use.
+  // Called after every store write and periodically (every 2 s while serving): the store file
+  // can change under us, and Kubernetes swaps dir-source files through symlinks, which a poll
+  // of the folder sees reliably.
   bool refresh();
 
  private:
@@ -62,6 +65,8 @@ class SecretRegistry {
   // Source problems (missing folder, unusable file) logged at the last refresh, so a periodic
   // poll warns once per problem instead of on every pass.
   std::set<std::string> warned_;
+  // The store reload error logged last, so a bad file is reported once, not every poll.
+  std::string reload_error_;
 };
 
 }  // namespace sidekey::secrets

@@ -1,6 +1,8 @@
 #include "secrets/store.hpp"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <utility>
 
 #include "core/encoding.hpp"
 #include "core/files.hpp"
@@ -34,21 +37,70 @@ struct WipeOnExit {
   ~WipeOnExit() { wipe(s); }
 };
 
-StoreSnapshot load(const fs::path& db, const SecretValue& key) {
-  std::optional<std::string> file;
+// Decrypts and decodes the sealed bytes of `db`; StoreError naming the file on any problem.
+StoreSnapshot decode_file(const fs::path& db, const SecretValue& key, std::string_view file) {
   try {
-    file = read_file_if_exists(db);
-  } catch (const std::exception& e) {
-    throw StoreError(std::string("secrets store: ") + e.what());
-  }
-  if (!file) return {};
-  try {
-    std::string plain = unseal(key, *file);
+    std::string plain = unseal(key, file);
     WipeOnExit guard{plain};
     return decode_records(plain);
   } catch (const StoreError& e) {
     fail(db, e.what());
   }
+}
+
+std::array<unsigned char, 32> sha256(std::string_view data) {
+  std::array<unsigned char, 32> out{};
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 || len != out.size())
+    throw StoreError("secrets store: SHA-256 failed");
+  return out;
+}
+
+// An flock(2) on the store's lock file, released when the object goes away (close drops it).
+// Writers hold it exclusively for their whole read-modify-write, readers shared.
+class FileLock {
+ public:
+  FileLock() = default;
+  FileLock(FileLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  FileLock& operator=(FileLock&&) = delete;
+  ~FileLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool held() const { return fd_ >= 0; }
+
+  // Opens (creating it 0600 when missing) and locks `path`, waiting for other holders. When
+  // the lock cannot be had: throws StoreError if `required`, otherwise returns an unheld lock
+  // (a reader in a read-only or not yet created folder goes on without it: the file is only
+  // ever replaced by rename, so what it reads is always one complete version).
+  static FileLock acquire(const fs::path& path, int op, bool required) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);  // flock needs no write access
+    if (fd < 0) return failed(path, "cannot open lock file", errno, required);
+    while (::flock(fd, op) != 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return failed(path, "cannot lock", err, required);
+    }
+    return FileLock(fd);
+  }
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  static FileLock failed(const fs::path& path, const char* what, int err, bool required) {
+    if (required) throw StoreError(std::string("secrets store: ") + what + " " + path.string() + ": " + std::strerror(err));
+    return {};
+  }
+  int fd_ = -1;
+};
+
+// write_file_atomic's temp names: "." + file name + ".tmp-" + 12 lowercase hex digits.
+bool is_temp_name(std::string_view name, std::string_view prefix) {
+  if (name.size() != prefix.size() + 12 || name.substr(0, prefix.size()) != prefix) return false;
+  for (char c : name.substr(prefix.size()))
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
 }
 
 void check_put(const fs::path& db, const std::string& scope, const std::string& name, const SecretValue& value) {
@@ -157,9 +209,64 @@ SecretValue generated_key(const fs::path& data_dir) {
 
 // ---- Store --------------------------------------------------------------------------------
 
-Store::Store(fs::path db, SecretValue key) : db_(std::move(db)), key_(std::move(key)) {
+Store::Store(fs::path db, SecretValue key)
+    : db_(std::move(db)), lock_path_(db_.string() + ".lock"), key_(std::move(key)) {
   if (key_.size() != kKeyBytes) fail(db_, "the store key must be 32 bytes");
-  items_ = std::make_shared<const StoreSnapshot>(load(db_, key_));
+  items_ = std::make_shared<const StoreSnapshot>();
+  std::lock_guard io(io_mu_);
+  // Exclusive: no write is in progress while we hold it, so every temp file is a leftover.
+  // Not required: a missing folder (store created on first write) or a read-only one still opens.
+  FileLock lock = FileLock::acquire(lock_path_, LOCK_EX, false);
+  if (lock.held()) remove_stale_temp_files();
+  reload_locked();
+}
+
+bool Store::reload_if_changed() {
+  std::lock_guard io(io_mu_);
+  FileLock lock = FileLock::acquire(lock_path_, LOCK_SH, false);
+  return reload_locked();
+}
+
+bool Store::reload_locked() {
+  std::optional<std::string> file;
+  try {
+    file = read_file_if_exists(db_);
+  } catch (const std::exception& e) {
+    throw StoreError(std::string("secrets store: ") + e.what());
+  }
+  Version now;
+  if (file) now = sha256(*file);
+  if (now == seen_) return false;
+  // The bytes on disk are ciphertext; the plaintext is wiped inside decode_file.
+  auto next = std::make_shared<const StoreSnapshot>(file ? decode_file(db_, key_, *file) : StoreSnapshot{});
+  {
+    std::lock_guard lock(mu_);
+    items_ = std::move(next);
+  }
+  seen_ = now;
+  return true;
+}
+
+template <class Change>
+bool Store::modify(Change change) {
+  std::lock_guard io(io_mu_);
+  try {
+    if (!db_.parent_path().empty()) ensure_dir(db_.parent_path(), 0700);
+  } catch (const std::exception& e) {
+    throw StoreError(std::string("secrets store: ") + e.what());
+  }
+  FileLock lock = FileLock::acquire(lock_path_, LOCK_EX, true);
+  // Another process may have written since we last looked: build on its content, never on a
+  // stale copy. A file we cannot read stops the write here, before anything is overwritten.
+  reload_locked();
+  // The copy shares the values of untouched secrets; only the vector of metadata is copied.
+  StoreSnapshot next = *snapshot();
+  if (!change(next)) return false;
+  persist_locked(next);
+  auto published = std::make_shared<const StoreSnapshot>(std::move(next));
+  std::lock_guard items_lock(mu_);
+  items_ = std::move(published);
+  return true;
 }
 
 std::vector<SecretMeta> Store::list(const std::string& scope) const {
@@ -187,40 +294,43 @@ std::optional<SecretMeta> Store::find(const std::string& scope, const std::strin
 SecretMeta Store::put(const std::string& scope, const std::string& name, SecretValue value,
                       const std::vector<std::string>& add_hosts_list) {
   check_put(db_, scope, name, value);
-  std::lock_guard lock(mu_);
-  // The copy shares the values of untouched secrets; only the vector of metadata is copied.
-  StoreSnapshot next = *items_;
-  std::string now = log::now_rfc3339();
-  auto it = std::find_if(next.begin(), next.end(),
-                         [&](const StoredSecret& s) { return s.meta.scope == scope && s.meta.name == name; });
-  if (it == next.end()) {
-    next.push_back(StoredSecret{SecretMeta{uuid_v4(), scope, name, {}, now, now}, nullptr});
-    it = std::prev(next.end());
-  }
-  it->meta.updated_at = now;
-  add_hosts(it->meta.allowed_hosts, add_hosts_list);
-  it->value = std::make_shared<const SecretValue>(std::move(value));
-  SecretMeta meta = it->meta;
-  persist_locked(next);
-  items_ = std::make_shared<const StoreSnapshot>(std::move(next));
+  SecretMeta meta;
+  modify([&](StoreSnapshot& next) {
+    std::string now = log::now_rfc3339();
+    auto it = std::find_if(next.begin(), next.end(),
+                           [&](const StoredSecret& s) { return s.meta.scope == scope && s.meta.name == name; });
+    if (it == next.end()) {
+      next.push_back(StoredSecret{SecretMeta{uuid_v4(), scope, name, {}, now, now}, nullptr});
+      it = std::prev(next.end());
+    }
+    it->meta.updated_at = now;
+    add_hosts(it->meta.allowed_hosts, add_hosts_list);
+    it->value = std::make_shared<const SecretValue>(std::move(value));
+    meta = it->meta;
+    return true;
+  });
   return meta;
 }
 
 bool Store::remove(const std::string& scope, const std::string& id) {
-  std::lock_guard lock(mu_);
-  StoreSnapshot next = *items_;
-  auto it = std::find_if(next.begin(), next.end(),
-                         [&](const StoredSecret& s) { return s.meta.scope == scope && s.meta.id == id; });
-  if (it == next.end()) return false;
-  next.erase(it);
-  persist_locked(next);
-  items_ = std::make_shared<const StoreSnapshot>(std::move(next));
-  return true;
+  return modify([&](StoreSnapshot& next) {
+    auto it = std::find_if(next.begin(), next.end(),
+                           [&](const StoredSecret& s) { return s.meta.scope == scope && s.meta.id == id; });
+    if (it == next.end()) return false;
+    next.erase(it);
+    return true;
+  });
 }
 
 bool Store::remove_by_name(const std::string& scope, const std::string& name) {
-  auto meta = find(scope, name);
-  return meta && remove(scope, meta->id);
+  // Looked up under the file lock, on the current content, like every change.
+  return modify([&](StoreSnapshot& next) {
+    auto it = std::find_if(next.begin(), next.end(),
+                           [&](const StoredSecret& s) { return s.meta.scope == scope && s.meta.name == name; });
+    if (it == next.end()) return false;
+    next.erase(it);
+    return true;
+  });
 }
 
 std::shared_ptr<const StoreSnapshot> Store::snapshot() const {
@@ -238,12 +348,34 @@ void Store::persist_locked(const StoreSnapshot& next) {
     sealed = seal(key_, plain);
   }
   try {
-    if (!db_.parent_path().empty()) ensure_dir(db_.parent_path(), 0700);
-    write_file_atomic(db_, sealed, 0600);
+    write_file_atomic(db_, sealed, 0600);  // modify() made the folder
   } catch (const std::exception& e) {
-    // write_file_atomic names the path and errno already.
+    // write_file_atomic names the path and errno already. When it failed after the rename
+    // (folder fsync), seen_ still names the old version and the next access reloads.
     throw StoreError(std::string("secrets store: ") + e.what());
   }
+  seen_ = sha256(sealed);
+}
+
+void Store::remove_stale_temp_files() const {
+  fs::path dir = db_.parent_path().empty() ? fs::path(".") : db_.parent_path();
+  const std::string prefix = "." + db_.filename().string() + ".tmp-";
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (is_temp_name(it->path().filename().string(), prefix)) stale.push_back(it->path());
+  std::size_t removed = 0;
+  for (const auto& p : stale) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;  // only plain files we may have made
+    if (::unlink(p.c_str()) == 0) {
+      ++removed;
+    } else {
+      int err = errno;
+      log::warn("store_temp_file_not_removed", {{"file", p.string()}, {"error", std::strerror(err)}});
+    }
+  }
+  if (removed) log::info("store_temp_files_removed", {{"folder", dir.string()}, {"files", removed}});
 }
 
 // ---- key ----------------------------------------------------------------------------------

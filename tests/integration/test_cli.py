@@ -98,7 +98,7 @@ class CliTest(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(sk.data_dir, "store.key")))
             # Wrong key: a clear start-up error, never an empty store.
             sk.env["SIDEKEY_STORE_KEY"] = base64.b64encode(os.urandom(32)).decode()
-            with self.assertRaisesRegex(RuntimeError, r"exit 1\).*wrong key or tampered"):
+            with self.assertRaisesRegex(RuntimeError, r"(?s)exit 1\).*wrong key or tampered"):
                 sk.start()
             p = sk.run_cli("secrets", "list", check=False)
             self.assertEqual(p.returncode, 1)

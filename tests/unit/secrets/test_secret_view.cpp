@@ -16,7 +16,8 @@ constexpr const char* kPrefix = "SKTEST_SECRET_";
 struct Fixture {
   test::TempDir dir;
   fs::path secrets_dir = dir / "secrets";
-  std::shared_ptr<Store> store = std::make_shared<Store>(dir / "secrets.db", test::random_key());
+  SecretValue key = test::random_key();
+  std::shared_ptr<Store> store = std::make_shared<Store>(dir / "secrets.db", key.clone());
 
   Fixture() { fs::create_directories(secrets_dir); }
 
@@ -245,6 +246,36 @@ BOOST_FIXTURE_TEST_CASE(values_held_by_an_old_view_outlive_the_store_change, Fix
   reg.refresh();
   BOOST_REQUIRE(old->find("a"));
   BOOST_CHECK(old->find("a")->value->equals("v1"));
+}
+
+// Another process (the CLI) writing the same store file: a second Store stands in for it.
+BOOST_FIXTURE_TEST_CASE(refresh_picks_up_writes_from_another_process, Fixture) {
+  SecretRegistry reg(store, Sources{});
+  Store cli(store->path(), key.clone());
+  cli.put("", "from_cli", SecretValue("cli-value"), {"cli.example.com"});
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(value_is(reg, "from_cli", "cli-value"));
+  BOOST_CHECK_EQUAL(reg.current()->find("from_cli")->origin, "store");
+  BOOST_CHECK(!reg.refresh());
+  BOOST_CHECK(cli.remove_by_name("", "from_cli"));
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(!reg.current()->find("from_cli"));
+}
+
+BOOST_FIXTURE_TEST_CASE(refresh_keeps_the_last_good_store_content_when_the_file_goes_bad, Fixture) {
+  store->put("", "a", SecretValue("v1"), {});
+  SecretRegistry reg(store, Sources{});
+  const std::string good = read_file(store->path());
+  std::string bad = good;
+  bad[bad.size() / 2] = static_cast<char>(bad[bad.size() / 2] ^ 0x01);
+  test::write_plain(store->path(), bad);
+  BOOST_CHECK_NO_THROW(reg.refresh());  // logged, not thrown
+  BOOST_CHECK(value_is(reg, "a", "v1"));
+  BOOST_CHECK_NO_THROW(reg.refresh());
+  BOOST_CHECK(value_is(reg, "a", "v1"));
+  test::write_plain(store->path(), good);
+  BOOST_CHECK(!reg.refresh());  // the same content as before: no change
+  BOOST_CHECK(value_is(reg, "a", "v1"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

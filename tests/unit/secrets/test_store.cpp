@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "secrets/store.hpp"
@@ -171,10 +172,12 @@ BOOST_FIXTURE_TEST_CASE(plaintext_never_appears_in_the_file, Fixture) {
   BOOST_CHECK(!contains(bytes, "openai"));
   BOOST_CHECK(!contains(bytes, "api.openai.com"));
   BOOST_CHECK_EQUAL(bytes.substr(0, 13), "SIDEKEY-STORE");
-  // and no temporary files are left next to it
-  std::size_t files = 0;
-  for (auto& e : fs::directory_iterator(db.parent_path())) files += e.is_regular_file();
-  BOOST_CHECK_EQUAL(files, 1u);
+  // and no temporary files are left next to it (only the lock file, which holds nothing)
+  std::vector<std::string> files;
+  for (auto& e : fs::directory_iterator(db.parent_path())) files.push_back(e.path().filename().string());
+  std::sort(files.begin(), files.end());
+  BOOST_CHECK(files == (std::vector<std::string>{"secrets.db", "secrets.db.lock"}));
+  BOOST_CHECK_EQUAL(fs::file_size(db.string() + ".lock"), 0u);
 }
 
 BOOST_FIXTURE_TEST_CASE(wrong_key_is_a_clear_error, Fixture) {

@@ -1,0 +1,36 @@
+#pragma once
+// The request head as policy code sees it: no Beast types, so this stays pure and testable.
+// The proxy converts to and from its parser's fields.
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sidekey::policy {
+
+struct Header {
+  std::string name;
+  std::string value;
+  bool operator==(const Header&) const = default;
+};
+using Headers = std::vector<Header>;
+
+struct RequestHead {
+  std::string method;
+  std::string target;  // origin-form: path[?query]
+  Headers headers;
+};
+
+// First header of that name (case-insensitive), or nullptr.
+const Header* find_header(const Headers& h, std::string_view name);
+void remove_header(Headers& h, std::string_view name);
+
+// `Connection` lists "upgrade" and an `Upgrade` header is present (WebSocket and the like).
+bool is_upgrade_request(const Headers& h);
+
+// Removes the hop-by-hop headers of SPEC section 5 — Connection and every header it names,
+// Keep-Alive, Proxy-Connection, Proxy-Authorization, Proxy-Authenticate, TE, Trailer, Upgrade —
+// for either direction. With `keep_upgrade`, Upgrade survives and Connection becomes just
+// "upgrade", so a protocol switch can be relayed.
+void strip_hop_by_hop(Headers& h, bool keep_upgrade = false);
+
+}  // namespace sidekey::policy

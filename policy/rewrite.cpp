@@ -1,0 +1,370 @@
+#include "policy/rewrite.hpp"
+
+#include <algorithm>
+
+#include "core/encoding.hpp"
+#include "secrets/secret_name.hpp"
+
+namespace sidekey::policy {
+namespace {
+
+struct QueryParam {
+  std::string_view key;    // raw
+  std::string_view value;  // raw
+  bool has_value = false;  // "k=v" rather than "k"
+  std::string decoded_key;
+};
+
+std::vector<QueryParam> split_query(std::string_view q) {
+  std::vector<QueryParam> out;
+  while (true) {
+    auto amp = q.find('&');
+    auto part = q.substr(0, amp);
+    if (!part.empty()) {
+      QueryParam p;
+      auto eq = part.find('=');
+      p.key = part.substr(0, eq);
+      if (eq != std::string_view::npos) {
+        p.value = part.substr(eq + 1);
+        p.has_value = true;
+      }
+      std::string k(p.key);
+      std::replace(k.begin(), k.end(), '+', ' ');
+      p.decoded_key = percent_decode(k).value_or(k);
+      out.push_back(std::move(p));
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+bool header_safe(std::string_view v) {
+  return std::none_of(v.begin(), v.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
+std::string scheme_authority(const Destination& d) { return (d.tls ? "https://" : "http://") + d.authority(); }
+
+void add_unique(std::vector<std::string>& v, std::string_view s) {
+  if (std::find(v.begin(), v.end(), s) == v.end()) v.emplace_back(s);
+}
+
+// A place's agent-written references, found before anything is resolved.
+struct AgentValue {
+  Place place;
+  std::size_t index;  // into plan.headers or the query params
+  ReferenceScan scan;
+};
+
+}  // namespace
+
+std::vector<HostPattern> effective_binding(const PolicySnapshot& policy, const secrets::SecretEntry& entry) {
+  std::vector<HostPattern> out;
+  const std::string& name = entry.binding_name.empty() ? entry.name : entry.binding_name;
+  if (const Binding* b = policy.binding(name)) out = b->hosts;
+  for (const auto& h : entry.allowed_hosts)
+    if (auto p = HostPattern::parse(h)) out.push_back(std::move(*p));  // the API validated them
+  return out;
+}
+
+std::variant<const secrets::SecretEntry*, Refusal> SecretResolver::resolve(std::string_view name) const {
+  const Destination& d = decision_.destination;
+  auto refuse = [&](std::string_view c, std::string msg) {
+    return Refusal::make(c, std::move(msg))
+        .with_rule(std::string(decision_.rule_name()))
+        .with_secret(std::string(name))
+        .with_host(d.host);
+  };
+  const secrets::SecretEntry* e = secrets_.find(name);
+  if (!e || !e->value) return refuse(code::unknown_secret, "no secret named '" + std::string(name) + "'");
+  auto binding = effective_binding(policy_, *e);
+  if (binding.empty())
+    return refuse(code::secret_not_bound, "secret '" + std::string(name) +
+                                              "' is bound to no host (add a secrets: entry to the policy, or "
+                                              "allowed_hosts when creating it)");
+  if (std::none_of(binding.begin(), binding.end(), [&](const HostPattern& h) { return h.allows(d); })) {
+    std::string msg = "secret '" + std::string(name) + "' may not be sent to " + scheme_authority(d);
+    if (!d.tls &&
+        std::any_of(binding.begin(), binding.end(), [&](const HostPattern& h) { return h.allows(d.upgraded_to_tls()); }))
+      msg += " (its binding requires TLS; use https:// or upgrade_tls)";
+    return refuse(code::secret_not_bound, std::move(msg));
+  }
+  return e;
+}
+
+RewritePlan::~RewritePlan() { wipe(); }
+
+RewritePlan::RewritePlan(RewritePlan&& o) noexcept
+    : method(std::move(o.method)),
+      target(std::move(o.target)),
+      headers(std::move(o.headers)),
+      secrets(std::move(o.secrets)),
+      injected(std::move(o.injected)),
+      written(std::move(o.written)),
+      body(o.body),
+      scrub(o.scrub) {
+  o.wipe();
+}
+
+RewritePlan& RewritePlan::operator=(RewritePlan&& o) noexcept {
+  if (this != &o) {
+    wipe();
+    method = std::move(o.method);
+    target = std::move(o.target);
+    headers = std::move(o.headers);
+    secrets = std::move(o.secrets);
+    injected = std::move(o.injected);
+    written = std::move(o.written);
+    body = o.body;
+    scrub = o.scrub;
+    o.wipe();
+  }
+  return *this;
+}
+
+void RewritePlan::wipe() noexcept {
+  secrets::wipe(target);
+  for (auto& h : headers) secrets::wipe(h.value);
+}
+
+RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, const RequestHead& head,
+                      const SecretLookup& secrets) {
+  const Rule* rule = decision.rule;
+  const Destination& dest = decision.destination;
+  auto refuse = [&](std::string_view c, std::string msg, std::string_view secret = {}) {
+    return Refusal::make(c, std::move(msg))
+        .with_rule(std::string(decision.rule_name()))
+        .with_secret(std::string(secret))
+        .with_host(dest.host);
+  };
+
+  if (decision.action == Action::deny) {
+    return refuse(code::policy_denied, rule ? "denied by rule '" + rule->name + "'"
+                                            : "no rule allows " + scheme_authority(dest) + " (default: deny)");
+  }
+
+  RewritePlan plan;
+  plan.method = head.method;
+  plan.headers.reserve(head.headers.size() + 2 + (rule ? rule->inject_headers.size() : 0));  // no regrowth:
+  plan.headers = head.headers;  // a moved short string would leave its bytes in the freed array
+  strip_hop_by_hop(plan.headers, true);
+  remove_header(plan.headers, "host");
+  plan.headers.insert(plan.headers.begin(), Header{"Host", dest.host_header()});
+
+  const std::string_view target = head.target;
+  const auto qmark = target.find('?');
+  const std::string_view path = target.substr(0, qmark);
+  const std::string_view query = qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
+  auto params = split_query(query);
+
+  // A reference where nothing substitutes it would leave sidekey literally; refuse instead.
+  auto literal_refusal = [&](const ReferenceScan& s, std::string where) {
+    return refuse(code::reference_not_allowed,
+                  "secret references are substituted in header values and query values, not in " + where,
+                  s.references.empty() ? std::string_view{} : std::string_view(s.references[0].name));
+  };
+  if (auto s = scan_references(path, Encoding::percent); !s.references.empty()) return literal_refusal(s, "the path");
+  for (const auto& p : params)
+    if (auto s = scan_references(p.key, Encoding::percent); !s.references.empty())
+      return literal_refusal(s, "query keys");
+
+  if (decision.action == Action::allow) {
+    std::string why = rule ? "rule '" + rule->name + "' forwards requests untouched (action: allow)"
+                           : std::string("no rule matches this request (default: allow)");
+    for (const auto& h : plan.headers)
+      if (auto s = scan_references(h.value); !s.references.empty())
+        return refuse(code::reference_not_allowed, why + "; a secret reference would be sent literally",
+                      s.references[0].name);
+    for (const auto& p : params)
+      if (auto s = scan_references(p.value, Encoding::percent); !s.references.empty())
+        return refuse(code::reference_not_allowed, why + "; a secret reference would be sent literally",
+                      s.references[0].name);
+    plan.target = std::string(target);
+    return plan;
+  }
+
+  // inject: templates replace what the agent sent under the same names, so the upstream never
+  // sees two candidates.
+  for (const auto& item : rule->inject_headers) remove_header(plan.headers, item.name);
+  std::erase_if(params, [&](const QueryParam& p) {
+    return std::any_of(rule->inject_query.begin(), rule->inject_query.end(),
+                       [&](const InjectItem& i) { return i.name == p.decoded_key; });
+  });
+
+  std::vector<AgentValue> agent;
+  auto collect = [&](Place place, std::size_t index, std::string_view raw, Encoding enc,
+                     std::string_view label) -> std::optional<Refusal> {
+    auto s = scan_references(raw, enc);
+    bool allowed = rule->references_allowed(place);
+    if (s.malformed_at && allowed)
+      return refuse(code::bad_request, "malformed secret reference in " + std::string(label) +
+                                           " (expected {{secrets.NAME}}, NAME = [A-Za-z0-9_][A-Za-z0-9_.-/]{0,127})");
+    if (s.references.empty()) return std::nullopt;
+    if (!allowed)
+      return refuse(code::reference_not_allowed,
+                    "rule '" + rule->name + "' does not substitute references in " +
+                        std::string(place_name(place)) + " (references: lists where it does)",
+                    s.references[0].name);
+    agent.push_back({place, index, std::move(s)});
+    return std::nullopt;
+  };
+  for (std::size_t i = 0; i < plan.headers.size(); ++i)
+    if (auto r = collect(kHeaders, i, plan.headers[i].value, Encoding::plain, "header " + plan.headers[i].name))
+      return std::move(*r);
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (auto r = collect(kQuery, i, params[i].value, Encoding::percent, "query value " + params[i].decoded_key))
+      return std::move(*r);
+
+  if (rule->require_reference && agent.empty())
+    return refuse(code::reference_required,
+                  "rule '" + rule->name + "' requires the request to carry a secret reference ({{secrets.NAME}})");
+
+  // Resolve every secret before composing anything: all substitutions or none.
+  std::vector<std::pair<std::string, const secrets::SecretEntry*>> resolved;
+  SecretResolver resolver(policy, decision, secrets);
+  auto resolve = [&](const std::string& name) -> std::optional<Refusal> {
+    for (const auto& r : resolved)
+      if (r.first == name) return std::nullopt;
+    auto r = resolver.resolve(name);
+    if (auto* refusal = std::get_if<Refusal>(&r)) return std::move(*refusal);
+    resolved.emplace_back(name, std::get<const secrets::SecretEntry*>(r));
+    return std::nullopt;
+  };
+  for (const auto* items : {&rule->inject_headers, &rule->inject_query})
+    for (const auto& item : *items)
+      for (const auto& n : item.value.secret_names())
+        if (auto r = resolve(n)) return std::move(*r);
+  for (const auto& a : agent)
+    for (const auto& ref : a.scan.references)
+      if (auto r = resolve(ref.name)) return std::move(*r);
+
+  auto value_of = [&](std::string_view name) -> std::string_view {
+    for (const auto& r : resolved)
+      if (r.first == name) return r.second->value->reveal();
+    return {};  // unreachable: every name was resolved above
+  };
+  auto first_secret = [](const ReferenceScan& s) { return s.references.front().name; };
+  auto note_written = [&](std::string secret, std::string replacement, std::string_view bytes) {
+    std::string copy(bytes);
+    plan.written.push_back({std::move(secret), std::move(replacement), SensitiveString::take(copy)});
+  };
+
+  // Agent-written header values.
+  for (const auto& a : agent) {
+    if (a.place != kHeaders) continue;
+    Header& h = plan.headers[a.index];
+    std::string composed = replace_references(h.value, a.scan.references,
+                                              [&](std::string_view n, std::string& out) { append_wiping(out, value_of(n)); });
+    if (!header_safe(composed)) {
+      secrets::wipe(composed);
+      return refuse(code::secret_invalid, "a secret's value cannot be written into header " + h.name,
+                    first_secret(a.scan));
+    }
+    note_written(first_secret(a.scan), h.value, composed);
+    std::swap(h.value, composed);
+    secrets::wipe(composed);
+    add_unique(plan.injected, "header:" + h.name);
+  }
+  // Template headers.
+  for (const auto& item : rule->inject_headers) {
+    std::string value;
+    item.value.render(value_of, value);
+    if (!header_safe(value)) {
+      secrets::wipe(value);
+      return refuse(code::secret_invalid, "a secret's value cannot be written into header " + item.name,
+                    item.value.secret_names().empty() ? std::string_view{} : item.value.secret_names()[0]);
+    }
+    if (!item.value.secret_names().empty()) {
+      note_written(item.value.secret_names()[0], item.value.source(), value);
+      add_unique(plan.injected, "header:" + item.name);
+    }
+    plan.headers.push_back({item.name, std::move(value)});
+  }
+
+  // The query: untouched parameters keep their bytes; substituted values are percent-encoded.
+  std::string new_query;
+  auto append_param = [&](std::string_view key, bool has_value, std::string_view value) {
+    reserve_wiping(new_query, new_query.size() + key.size() + value.size() + 2);
+    if (!new_query.empty()) new_query += '&';
+    new_query.append(key);
+    if (has_value) {
+      new_query += '=';
+      new_query.append(value);
+    }
+  };
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const QueryParam& p = params[i];
+    auto a = std::find_if(agent.begin(), agent.end(),
+                          [&](const AgentValue& v) { return v.place == kQuery && v.index == i; });
+    if (a == agent.end()) {
+      append_param(p.key, p.has_value, p.value);
+      continue;
+    }
+    std::string composed = replace_references(
+        p.value, a->scan.references, [&](std::string_view n, std::string& out) { append_percent_encoded(out, value_of(n)); });
+    note_written(first_secret(a->scan), std::string(p.value), composed);
+    append_param(p.key, true, composed);
+    secrets::wipe(composed);
+    add_unique(plan.injected, "query:" + p.decoded_key);
+  }
+  for (const auto& item : rule->inject_query) {
+    std::string rendered, encoded_key, encoded;
+    item.value.render(value_of, rendered);
+    append_percent_encoded(encoded_key, item.name);
+    append_percent_encoded(encoded, rendered);
+    secrets::wipe(rendered);
+    if (!item.value.secret_names().empty()) {
+      note_written(item.value.secret_names()[0], item.value.source(), encoded);
+      add_unique(plan.injected, "query:" + item.name);
+    }
+    append_param(encoded_key, true, encoded);
+    secrets::wipe(encoded);
+  }
+  plan.target.reserve(path.size() + 1 + new_query.size());
+  plan.target.append(path);
+  if (!new_query.empty()) {
+    plan.target += '?';
+    plan.target.append(new_query);
+  }
+  secrets::wipe(new_query);
+
+  // Each secret's plaintext, then longest first (composed values contain the plaintext).
+  for (const auto& [name, entry] : resolved) {
+    plan.secrets.push_back(name);
+    note_written(name, secrets::reference_for(name), entry->value->reveal());
+  }
+  std::stable_sort(plan.written.begin(), plan.written.end(),
+                   [](const WrittenValue& a, const WrittenValue& b) { return a.bytes.size() > b.bytes.size(); });
+  // Composed values equal to a plaintext (a template that is one reference) are kept once.
+  std::vector<WrittenValue> unique;
+  for (auto& w : plan.written)
+    if (std::none_of(unique.begin(), unique.end(), [&](const WrittenValue& u) { return u.bytes.reveal() == w.bytes.reveal(); }))
+      unique.push_back(std::move(w));
+  plan.written = std::move(unique);
+
+  if (rule->references_allowed(kBody)) {
+    const Header* cl = find_header(plan.headers, "content-length");
+    bool has_body = find_header(plan.headers, "transfer-encoding") || (cl && cl->value != "0");
+    if (has_body) {
+      if (const Header* ce = find_header(plan.headers, "content-encoding"); ce && !iequals(ce->value, "identity"))
+        return refuse(code::bad_request, "rule '" + rule->name +
+                                             "' substitutes references in bodies, which cannot be read through "
+                                             "Content-Encoding " + ce->value);
+      const Header* ct = find_header(plan.headers, "content-type");
+      plan.body = body_format_for(ct ? std::string_view(ct->value) : std::string_view{});
+    }
+  }
+  plan.scrub = rule->scrub;
+  return plan;
+}
+
+BodySubstituter::Resolve body_resolver(const PolicySnapshot& policy, const Decision& decision,
+                                       const SecretLookup& secrets) {
+  return [&policy, decision, &secrets](std::string_view name) -> BodySubstituter::Resolved {
+    auto r = SecretResolver(policy, decision, secrets).resolve(name);
+    if (auto* refusal = std::get_if<Refusal>(&r)) return std::move(*refusal);
+    return std::get<const secrets::SecretEntry*>(r)->value;
+  };
+}
+
+}  // namespace sidekey::policy

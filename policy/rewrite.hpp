@@ -1,0 +1,105 @@
+#pragma once
+// The pure request rewrite (ARCHITECTURE step 4): decision + request head + secrets → the head
+// to send upstream, or the refusal. Every secret is checked against the destination before any
+// plaintext is composed, so a request either gets every substitution or none.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "policy/body_substituter.hpp"
+#include "policy/headers.hpp"
+#include "policy/policy.hpp"
+#include "policy/refusal.hpp"
+#include "policy/sensitive.hpp"
+#include "secrets/secret_view.hpp"
+
+namespace sidekey::policy {
+
+// Where the rewrite finds secrets: the proxy adapts its SecretView, tests supply a map.
+struct SecretLookup {
+  virtual ~SecretLookup() = default;
+  virtual const secrets::SecretEntry* find(std::string_view name) const = 0;
+};
+
+class FunctionLookup final : public SecretLookup {
+ public:
+  using Fn = std::function<const secrets::SecretEntry*(std::string_view)>;
+  explicit FunctionLookup(Fn fn) : fn_(std::move(fn)) {}
+  const secrets::SecretEntry* find(std::string_view name) const override { return fn_(name); }
+
+ private:
+  Fn fn_;
+};
+
+// The binding of one secret: the policy's binding for its binding name plus the allowed_hosts
+// it was created with (SPEC section 4). Empty = the secret cannot be used.
+std::vector<HostPattern> effective_binding(const PolicySnapshot& policy, const secrets::SecretEntry& entry);
+
+// Answers "may this secret be written to this decision's destination?".
+class SecretResolver {
+ public:
+  SecretResolver(const PolicySnapshot& policy, const Decision& decision, const SecretLookup& secrets)
+      : policy_(policy), decision_(decision), secrets_(secrets) {}
+  // unknown_secret or secret_not_bound, else the entry (with a value).
+  std::variant<const secrets::SecretEntry*, Refusal> resolve(std::string_view name) const;
+
+ private:
+  const PolicySnapshot& policy_;
+  const Decision& decision_;
+  const SecretLookup& secrets_;
+};
+
+// A byte string written upstream and what the response scrubber puts in its place: each
+// secret's plaintext (→ its reference) and each composed value such as a whole header value
+// (→ that value with references in place of secrets).
+struct WrittenValue {
+  std::string secret;       // the (first) secret it holds
+  std::string replacement;  // never plaintext
+  SensitiveString bytes;
+};
+
+struct RewritePlan {
+  std::string method;
+  std::string target;  // origin-form, query values substituted
+  Headers headers;     // hop-by-hop removed, Host set, templates injected, references substituted
+  std::vector<std::string> secrets;   // names used, distinct (audit `secrets`)
+  std::vector<std::string> injected;  // "header:Authorization", "query:key", "body" (audit `injected`)
+  std::vector<WrittenValue> written;  // longest first, so a scrubber can prefer the longest match
+  std::optional<BodyFormat> body;     // run the body through a BodySubstituter of this format
+  bool scrub = false;                 // scrub the response (inject rules unless scrub: false)
+
+  RewritePlan() = default;
+  ~RewritePlan();
+  RewritePlan(RewritePlan&& o) noexcept;
+  RewritePlan& operator=(RewritePlan&& o) noexcept;
+  RewritePlan(const RewritePlan&) = delete;
+  RewritePlan& operator=(const RewritePlan&) = delete;
+
+ private:
+  void wipe() noexcept;
+};
+
+using RewriteResult = std::variant<RewritePlan, Refusal>;
+
+// For `decision` (from the same snapshot) and a request head whose target is origin-form:
+// - deny → policy_denied;
+// - allow (by rule or default) → the head without hop-by-hop headers; any reference in a header
+//   or query value refuses with reference_not_allowed, since it would go out literally;
+// - inject → templates rendered, agent references substituted where `references:` allows,
+//   every secret resolved and checked against decision.destination first.
+// Host is set from decision.destination. Codes: policy_denied, secret_not_bound,
+// unknown_secret, reference_not_allowed, reference_required, bad_request, secret_invalid.
+RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, const RequestHead& head,
+                      const SecretLookup& secrets);
+
+// The resolver a BodySubstituter needs for `plan.body`. Copies the decision; `policy` and
+// `secrets` are captured by reference and must outlive the substituter (the proxy holds the
+// snapshot and the secret view for the whole request anyway).
+BodySubstituter::Resolve body_resolver(const PolicySnapshot& policy, const Decision& decision,
+                                       const SecretLookup& secrets);
+
+}  // namespace sidekey::policy

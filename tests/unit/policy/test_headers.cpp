@@ -1,0 +1,58 @@
+#include <boost/test/unit_test.hpp>
+
+#include "policy/headers.hpp"
+
+using namespace sidekey::policy;
+
+namespace {
+std::vector<std::string> names(const Headers& h) {
+  std::vector<std::string> out;
+  for (const auto& f : h) out.push_back(f.name);
+  return out;
+}
+using V = std::vector<std::string>;
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(headers)
+
+BOOST_AUTO_TEST_CASE(strips_hop_by_hop) {
+  Headers h = {{"Host", "a"},          {"Connection", "keep-alive, X-Custom"}, {"Keep-Alive", "timeout=5"},
+               {"Proxy-Connection", "keep-alive"}, {"Proxy-Authorization", "Basic eA=="},
+               {"Proxy-Authenticate", "x"}, {"TE", "trailers"}, {"Trailer", "X"}, {"Upgrade", "websocket"},
+               {"x-custom", "1"},       {"Authorization", "Bearer t"}, {"Accept", "*/*"}};
+  strip_hop_by_hop(h);
+  BOOST_TEST(names(h) == (V{"Host", "Authorization", "Accept"}));
+}
+
+BOOST_AUTO_TEST_CASE(connection_tokens_case_and_repeats) {
+  Headers h = {{"connection", " X-A ,x-b"}, {"CONNECTION", "X-C"}, {"x-a", "1"}, {"X-B", "2"}, {"x-c", "3"}, {"x-d", "4"}};
+  strip_hop_by_hop(h);
+  BOOST_TEST(names(h) == V{"x-d"});
+}
+
+BOOST_AUTO_TEST_CASE(upgrade_kept_only_when_upgrading) {
+  Headers h = {{"Connection", "Upgrade, keep-alive"}, {"Upgrade", "websocket"}, {"Sec-WebSocket-Key", "k"}};
+  BOOST_TEST(is_upgrade_request(h));
+  Headers kept = h;
+  strip_hop_by_hop(kept, true);
+  BOOST_TEST(names(kept) == (V{"Upgrade", "Sec-WebSocket-Key", "Connection"}));
+  BOOST_TEST(find_header(kept, "connection")->value == "upgrade");
+  Headers dropped = h;
+  strip_hop_by_hop(dropped, false);
+  BOOST_TEST(names(dropped) == V{"Sec-WebSocket-Key"});
+  // Upgrade without Connection: upgrade is no upgrade: stripped even with keep_upgrade.
+  Headers lone = {{"Upgrade", "websocket"}};
+  BOOST_TEST(!is_upgrade_request(lone));
+  strip_hop_by_hop(lone, true);
+  BOOST_TEST(lone.empty());
+}
+
+BOOST_AUTO_TEST_CASE(find_and_remove) {
+  Headers h = {{"A", "1"}, {"a", "2"}, {"B", "3"}};
+  BOOST_TEST(find_header(h, "A")->value == "1");
+  BOOST_TEST(!find_header(h, "C"));
+  remove_header(h, "a");
+  BOOST_TEST(names(h) == V{"B"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
