@@ -14,6 +14,11 @@ Usage:
         Store a secret; the value is read from stdin (never from the command line).
   sidekey secrets list [--config F] [--data-dir D]
   sidekey secrets rm NAME [--config F] [--data-dir D]
+  sidekey policy check FILE...
+        Validate policy files (errors and warnings name file:line:column; exit 1 when invalid).
+  sidekey policy explain --policy FILE METHOD URL [-H 'Name: value']...
+        Show what the policy decides for a request, without sending anything. URL is an absolute
+        http(s) URL, a route path, or host:port with METHOD CONNECT.
   sidekey --version
   sidekey help
 

@@ -29,16 +29,13 @@ int cmd_serve(const Args& args) {
     print_error(e.what());
     return 1;
   }
-  std::cout << runtime.listening_line() << std::endl;
-  log::info("started", {{"version", SIDEKEY_VERSION}, {"workers", cfg.effective_workers()}});
-
   auto& control = runtime.control();
   boost::asio::signal_set stop_signals(control, SIGTERM, SIGINT);
   boost::asio::signal_set hup(control, SIGHUP);
   std::function<void()> wait_hup = [&] {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
-      log::info("sighup", {});
+      runtime.reload_policy("sighup");
       wait_hup();
     });
   };
@@ -51,6 +48,10 @@ int cmd_serve(const Args& args) {
     control.stop();
   });
   std::signal(SIGPIPE, SIG_IGN);
+  // Announced only once the signal handlers are in place: a script that stops us right after
+  // reading this line gets a graceful shutdown.
+  std::cout << runtime.listening_line() << std::endl;
+  log::info("started", {{"version", SIDEKEY_VERSION}, {"workers", cfg.effective_workers()}});
   control.run();
   log::info("stopping", {{"signal", signal_number}});
   runtime.shutdown(std::chrono::seconds(30));

@@ -10,6 +10,7 @@ using Args = std::vector<std::string>;
 
 int cmd_serve(const Args& args);
 int cmd_secrets(const Args& args);
+int cmd_policy(const Args& args);
 void print_help();
 
 }  // namespace sidekey::cli

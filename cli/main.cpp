@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (cmd == "serve") return sidekey::cli::cmd_serve(args);
   if (cmd == "secrets") return sidekey::cli::cmd_secrets(args);
+  if (cmd == "policy") return sidekey::cli::cmd_policy(args);
   std::cerr << "sidekey: unknown command '" << cmd << "' (see: sidekey help)\n";
   return 2;
 }

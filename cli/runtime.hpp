@@ -10,6 +10,9 @@
 #include "api/secrets_api.hpp"
 #include "config/config.hpp"
 #include "proxy/listener.hpp"
+#include "proxy/policy_holder.hpp"
+#include "proxy/session.hpp"
+#include "proxy/upstream.hpp"
 #include "proxy/workers.hpp"
 #include "secrets/secret_view.hpp"
 
@@ -30,15 +33,18 @@ class Runtime {
 
   // The control context (main thread): signals, periodic source refresh.
   boost::asio::io_context& control() { return control_; }
+  // SIGHUP and file changes.
+  void reload_policy(const char* why) { policy_->reload(why); }
   // Stop accepting, wait for in-flight requests (up to `deadline`), stop the workers.
   void shutdown(std::chrono::milliseconds deadline);
 
  private:
   void schedule_source_refresh();
+  void schedule_policy_watch();
 
   config::Config cfg_;
   boost::asio::io_context control_;
-  std::unique_ptr<boost::asio::steady_timer> refresh_timer_;
+  std::unique_ptr<boost::asio::steady_timer> refresh_timer_, policy_timer_;
   std::shared_ptr<secrets::Store> store_;
   std::unique_ptr<secrets::SecretRegistry> registry_;
   std::unique_ptr<secrets::SecretValue> api_token_;
@@ -46,6 +52,9 @@ class Runtime {
   api::Readiness readiness_;
   proxy::ConnectionTracker tracker_;
   api::HttpServerOptions api_options_, admin_options_;
+  std::unique_ptr<proxy::PolicyHolder> policy_;
+  std::unique_ptr<proxy::UpstreamTls> upstream_tls_;
+  std::unique_ptr<proxy::ProxyContext> proxy_context_;
   std::unique_ptr<proxy::Workers> workers_;
   std::unique_ptr<proxy::Listener> proxy_, api_, admin_;
 };
