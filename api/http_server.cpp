@@ -32,15 +32,6 @@ Response text_response(http::status status, std::string body, std::string_view c
 }
 
 namespace {
-struct InflightGuard {
-  proxy::ConnectionTracker* t;
-  explicit InflightGuard(proxy::ConnectionTracker* tracker) : t(tracker) {
-    if (t) t->inflight.fetch_add(1, std::memory_order_relaxed);
-  }
-  ~InflightGuard() {
-    if (t) t->inflight.fetch_sub(1, std::memory_order_relaxed);
-  }
-};
 // Zeroes the buffer's free space, which still holds the bytes of requests already parsed.
 void wipe_spare(beast::flat_buffer& buffer) {
   auto spare = buffer.prepare(buffer.capacity() - buffer.size());
@@ -58,7 +49,12 @@ net::awaitable<void> serve_http(net::ip::tcp::socket socket, const HttpServerOpt
     stream.expires_after(opt.idle_timeout);
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, net::as_tuple(net::use_awaitable));
     if (ec) {
-      if (ec == http::error::header_limit) {
+      if (ec == http::error::body_limit) {  // a declared Content-Length over the limit
+        auto res = message_response(http::status::payload_too_large, "request body too large");
+        res.keep_alive(false);
+        res.prepare_payload();
+        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+      } else if (ec == http::error::header_limit) {
         auto res = message_response(http::status::request_header_fields_too_large, "request header too large");
         res.keep_alive(false);
         res.prepare_payload();
@@ -72,7 +68,7 @@ net::awaitable<void> serve_http(net::ip::tcp::socket socket, const HttpServerOpt
       }
       break;
     }
-    InflightGuard inflight(opt.tracker);
+    proxy::InflightGuard inflight(opt.tracker);
     stream.expires_after(opt.request_timeout);
     std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
     if (ec) {

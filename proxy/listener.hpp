@@ -22,6 +22,22 @@ struct ConnectionTracker {
   std::uint32_t max_connections = 10000;
 };
 
+// Counts a request as in flight for the lifetime of the guard (graceful shutdown waits for these).
+struct InflightGuard {
+  explicit InflightGuard(ConnectionTracker& t) : t_(&t) { t_->inflight.fetch_add(1, std::memory_order_relaxed); }
+  explicit InflightGuard(ConnectionTracker* t) : t_(t) {
+    if (t_) t_->inflight.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~InflightGuard() {
+    if (t_) t_->inflight.fetch_sub(1, std::memory_order_relaxed);
+  }
+  InflightGuard(const InflightGuard&) = delete;
+  InflightGuard& operator=(const InflightGuard&) = delete;
+
+ private:
+  ConnectionTracker* t_;
+};
+
 using ConnectionHandler = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::socket)>;
 // Called (on the worker) instead of the handler when the cap is reached: answer politely and close.
 using OverloadHandler = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::socket)>;

@@ -32,10 +32,8 @@ class Sidekey:
             "data_dir": "./data",
             "workers": 2,
         }
-        if policy is not None:
-            with open(os.path.join(self.dir, "policy.yaml"), "w") as f:
-                f.write(policy)
-            self.config["policy"] = "./policy.yaml"
+        self.write_policy(policy if policy is not None else "version: 1\ndefault: deny\n")
+        self.config["policy"] = "./policy.yaml"
         if config:
             self.config.update(config)
         self.env = dict(os.environ)
@@ -124,6 +122,17 @@ class Sidekey:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------------------
+    @property
+    def policy_path(self):
+        return os.path.join(self.dir, "policy.yaml")
+
+    def write_policy(self, text):
+        """Replaces the policy file atomically (a running sidekey reloads it)."""
+        tmp = self.policy_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.policy_path)
+
     def logs(self):
         return "".join(self._stderr)
 

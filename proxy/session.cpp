@@ -1,0 +1,603 @@
+#include "proxy/session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http.hpp>
+
+#include "core/encoding.hpp"
+#include "core/log.hpp"
+#include "core/random.hpp"
+#include "policy/rewrite.hpp"
+#include "proxy/audit.hpp"
+#include "proxy/framing.hpp"
+#include "secrets/secret_value.hpp"
+
+namespace sidekey::proxy {
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using namespace net::experimental::awaitable_operators;
+constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
+
+namespace {
+
+class ViewLookup final : public policy::SecretLookup {
+ public:
+  explicit ViewLookup(std::shared_ptr<const secrets::SecretView> v) : view_(std::move(v)) {}
+  const secrets::SecretEntry* find(std::string_view name) const override { return view_->find(name); }
+
+ private:
+  std::shared_ptr<const secrets::SecretView> view_;
+};
+
+template <class Stream>
+beast::tcp_stream& lowest(Stream& s) {
+  return beast::get_lowest_layer(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses sidekey writes itself.
+
+std::string render_refusal(const policy::Refusal& r, std::string_view request_id, unsigned version, bool keep_alive) {
+  std::string body = r.to_json(request_id).dump() + "\n";
+  std::string head = version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  head += std::to_string(r.status) + " " + std::string(http::obsolete_reason(static_cast<http::status>(r.status))) + "\r\n";
+  head += "Content-Type: application/json\r\nX-Sidekey-Request-Id: " + std::string(request_id) + "\r\n";
+  head += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  head += keep_alive ? (version == 10 ? "Connection: keep-alive\r\n" : "") : "Connection: close\r\n";
+  return head + "\r\n" + body;
+}
+
+template <class Stream>
+net::awaitable<bool> send_raw(Stream& s, const std::string& bytes) {
+  auto [ec, n] = co_await net::async_write(s, net::buffer(bytes), tuple_awaitable);
+  co_return !ec;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the head ourselves, so the raw bytes can be checked before Beast parses them.
+
+template <class Stream>
+net::awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s, beast::flat_buffer& buf,
+                                                                         std::size_t limit) {
+  std::size_t searched = 0;
+  for (;;) {
+    std::string_view data(static_cast<const char*>(buf.data().data()), buf.size());
+    // Stray CRLFs between requests are allowed before a request line (RFC 9112 2.2).
+    std::size_t skip = 0;
+    while (skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
+    if (skip) {
+      buf.consume(skip);
+      searched = 0;
+      continue;
+    }
+    auto end = find_head_end(data, searched);
+    if (end != std::string_view::npos) co_return std::pair{beast::error_code{}, end};
+    if (buf.size() > limit) co_return std::pair{beast::error_code(http::error::header_limit), std::size_t{0}};
+    searched = buf.size();
+    auto [ec, n] = co_await s.async_read_some(buf.prepare(16384), tuple_awaitable);
+    if (ec) co_return std::pair{ec, std::size_t{0}};
+    buf.commit(n);
+  }
+}
+
+// Parses a head already checked by raw_head_problem into `p`; the bytes are consumed.
+template <bool isRequest>
+beast::error_code parse_head(http::parser<isRequest, http::buffer_body>& p, beast::flat_buffer& buf, std::size_t end) {
+  beast::error_code ec;
+  p.eager(false);
+  std::size_t used = p.put(net::buffer(buf.data().data(), end), ec);
+  if (!ec && (!p.is_header_done() || used != end)) ec = http::error::partial_message;
+  if (!ec) buf.consume(used);
+  return ec;
+}
+
+FramingFields framing_of(const http::fields& f) {
+  FramingFields out;
+  for (const auto& field : f) {
+    if (field.name() == http::field::content_length) ++out.content_length_count;
+    if (field.name() == http::field::transfer_encoding) {
+      ++out.transfer_encoding_count;
+      out.transfer_encoding = std::string(field.value());
+    }
+  }
+  return out;
+}
+
+policy::Headers to_headers(const http::fields& f) {
+  policy::Headers h;
+  for (const auto& field : f) {
+    if (field.name() == http::field::content_length || field.name() == http::field::transfer_encoding) continue;
+    h.push_back({std::string(field.name_string()), std::string(field.value())});
+  }
+  return h;
+}
+
+// Replaces every field of `m` with `headers` (framing is set by the caller).
+template <bool isRequest>
+void replace_fields(http::header<isRequest>& m, const policy::Headers& headers) {
+  for (auto it = m.begin(); it != m.end();) it = m.erase(it);
+  for (const auto& h : headers) m.insert(h.name, h.value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relaying a message body from a parser to a serializer (Beast's "HTTP Relay" shape), with a
+// hook that may transform each piece.
+
+enum class RelayStatus { ok, read_failed, write_failed, refused };
+
+struct RelayResult {
+  RelayStatus status = RelayStatus::ok;
+  beast::error_code ec;
+  std::optional<policy::Refusal> refusal;
+};
+
+// Transform: (std::string_view piece, bool last, std::string& out) -> std::optional<Refusal>;
+// returns the bytes to send through `out`, or a refusal to abort the relay.
+struct Passthrough {
+  std::optional<policy::Refusal> operator()(std::string_view piece, bool, std::string& out) const {
+    out.assign(piece.data(), piece.size());
+    return std::nullopt;
+  }
+};
+
+template <bool isRequest, class In, class Out, class Transform>
+net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
+                                       Out& out, Transform& transform, std::chrono::milliseconds idle,
+                                       std::uint64_t& body_bytes, bool identity) {
+  http::serializer<isRequest, http::buffer_body> sr{p.get()};
+  std::array<char, 16384> raw;
+  std::string piece;
+  RelayResult result;
+  do {
+    if (!p.is_done()) {
+      p.get().body().data = raw.data();
+      p.get().body().size = raw.size();
+      lowest(in).expires_after(idle);
+      auto [ec, n] = co_await http::async_read(in, in_buf, p, tuple_awaitable);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        result.status = RelayStatus::read_failed;
+        result.ec = ec;
+        co_return result;
+      }
+      std::size_t got = raw.size() - p.get().body().size;
+      body_bytes += got;
+      std::string_view data(raw.data(), got);
+      if (identity) {
+        p.get().body().data = raw.data();
+        p.get().body().size = got;
+      } else {
+        piece.clear();
+        if (auto refusal = transform(data, p.is_done(), piece)) {
+          result.status = RelayStatus::refused;
+          result.refusal = std::move(refusal);
+          secrets::wipe(piece);
+          co_return result;
+        }
+        p.get().body().data = piece.data();
+        p.get().body().size = piece.size();
+      }
+      p.get().body().more = !p.is_done();
+    } else {
+      p.get().body().data = nullptr;
+      p.get().body().size = 0;
+      p.get().body().more = false;
+    }
+    lowest(out).expires_after(idle);
+    auto [wec, wn] = co_await http::async_write(out, sr, tuple_awaitable);
+    if (!identity) secrets::wipe(piece);
+    if (wec == http::error::need_buffer) wec = {};
+    if (wec) {
+      result.status = RelayStatus::write_failed;
+      result.ec = wec;
+      co_return result;
+    }
+  } while (!p.is_done() || !sr.is_done());
+  co_return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blind byte tunnels (CONNECT to an allow rule; protocol upgrades after the handshake).
+
+template <class From, class To>
+net::awaitable<void> pump(From& from, To& to, std::chrono::milliseconds idle, std::uint64_t& bytes) {
+  std::array<char, 16384> buf;
+  for (;;) {
+    lowest(from).expires_after(idle);
+    auto [ec, n] = co_await from.async_read_some(net::buffer(buf), tuple_awaitable);
+    if (n > 0) {
+      lowest(to).expires_after(idle);
+      auto [wec, wn] = co_await net::async_write(to, net::buffer(buf.data(), n), tuple_awaitable);
+      bytes += wn;
+      if (wec) break;
+    }
+    if (ec) break;
+  }
+  beast::error_code ignored;
+  lowest(to).socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+template <class A, class B>
+net::awaitable<void> tunnel(A& a, B& b, std::chrono::milliseconds idle, std::uint64_t& a_to_b, std::uint64_t& b_to_a) {
+  co_await (pump(a, b, idle, a_to_b) && pump(b, a, idle, b_to_a));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct RequestState {
+  AuditRecord audit;
+  unsigned version = 11;
+  bool client_keep_alive = false;
+};
+
+std::string path_only(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
+
+template <class Client>
+class Session {
+ public:
+  Session(Client& client, beast::flat_buffer& buf, ProxyContext& ctx, std::string client_addr,
+          std::optional<policy::Destination> intercepted)
+      : client_(client), buf_(buf), ctx_(ctx), client_addr_(std::move(client_addr)), intercepted_(std::move(intercepted)) {}
+
+  // Serves requests until the connection closes; returns when the client connection is done.
+  net::awaitable<void> run() {
+    for (;;) {
+      // (GCC 12 miscompiles co_await inside a negated condition: keep it a statement.)
+      bool keep = co_await serve_one();
+      if (!keep) co_return;
+      if (ctx_.tracker.draining.load(std::memory_order_relaxed)) co_return;
+    }
+  }
+
+ private:
+  // Answers with a refusal; the connection stays open only when the request was fully read.
+  net::awaitable<bool> refuse(RequestState& st, const policy::Refusal& r, bool body_consumed) {
+    bool keep = st.client_keep_alive && body_consumed;
+    st.audit.status = r.status;
+    st.audit.error = r.code;
+    if (st.audit.rule.empty()) st.audit.rule = r.rule;
+    if (st.audit.decision.empty()) st.audit.decision = "deny";
+    bool ok = co_await send_raw(client_, render_refusal(r, st.audit.request_id, st.version, keep));
+    st.audit.emit();
+    co_return ok && keep;
+  }
+
+  net::awaitable<bool> serve_one();
+  net::awaitable<bool> serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p);
+
+  Client& client_;
+  beast::flat_buffer& buf_;
+  ProxyContext& ctx_;
+  std::string client_addr_;
+  std::optional<policy::Destination> intercepted_;
+};
+
+template <class Client>
+net::awaitable<bool> Session<Client>::serve_one() {
+  lowest(client_).expires_after(ctx_.idle_timeout);
+  auto [rec, head_end] = co_await read_raw_head(client_, buf_, ctx_.max_header_bytes);
+  RequestState st;
+  st.audit.client = client_addr_;
+  if (rec) {
+    if (rec == http::error::header_limit) {
+      st.audit.request_id = request_id();
+      co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "request head larger than limits.max_header_bytes"), false);
+    }
+    co_return false;  // EOF, timeout or reset between requests: just close
+  }
+  st.audit.request_id = request_id();
+  std::string_view raw_head(static_cast<const char*>(buf_.data().data()), head_end);
+  if (auto problem = raw_head_problem(raw_head))
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request: " + *problem), false);
+
+  http::request_parser<http::buffer_body> p;
+  p.header_limit(static_cast<std::uint32_t>(ctx_.max_header_bytes + 1));
+  p.body_limit(boost::none);
+  if (auto ec = parse_head(p, buf_, head_end))
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request: " + ec.message()), false);
+  auto& req = p.get();
+  st.version = req.version();
+  st.client_keep_alive = req.keep_alive();
+  st.audit.method = std::string(req.method_string());
+  if (auto problem = framing_problem(framing_of(req)))
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "ambiguous framing: " + *problem), false);
+
+  InflightGuard inflight(ctx_.tracker);
+  if (req.method() == http::verb::connect) {
+    if (intercepted_)
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "CONNECT inside an intercepted connection"), false);
+    co_return co_await serve_connect(st, p);
+  }
+
+  // Where is this going?
+  std::string target(req.target());
+  policy::Destination dest;
+  std::string origin_target;
+  auto policy = ctx_.policy.current();
+  if (intercepted_) {
+    dest = *intercepted_;
+    origin_target = target;
+    auto host = req[http::field::host];
+    auto hp = policy::split_host_port(host);
+    if (target.empty() || target[0] != '/') {
+      if (auto url = policy::parse_absolute_url(target); url && url->destination.host == dest.host &&
+                                                          url->destination.port == dest.port) {
+        origin_target = url->target;
+      } else {
+        co_return co_await refuse(st, policy::Refusal::make(policy::code::misdirected_request,
+                                                            "request target does not match the CONNECT authority " + dest.authority())
+                                          .with_host(dest.host), p.is_done());
+      }
+    } else if (!hp || hp->host != dest.host || (hp->port != 0 ? hp->port : 443) != dest.port) {
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::misdirected_request,
+                                                          "Host does not match the CONNECT authority " + dest.authority())
+                                        .with_host(dest.host), p.is_done());
+    }
+  } else if (target.rfind("http://", 0) == 0 || target.rfind("https://", 0) == 0 || target.rfind("HTTP://", 0) == 0 ||
+             target.rfind("HTTPS://", 0) == 0) {
+    auto url = policy::parse_absolute_url(target);
+    if (!url) co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed absolute URL"), p.is_done());
+    dest = url->destination;
+    origin_target = url->target;
+  } else if (!target.empty() && target[0] == '/') {
+    const policy::Route* route = policy->route_for(target);
+    if (!route)
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request,
+                                                          "no route for this path; use the proxy with an absolute URL or a route prefix"),
+                                p.is_done());
+    dest = route->destination;
+    origin_target = route->map_target(target);
+  } else {
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "unsupported request target"), p.is_done());
+  }
+  st.audit.scheme = dest.scheme;
+  st.audit.host = dest.host;
+  st.audit.port = dest.port;
+  st.audit.path = path_only(origin_target);
+
+  // Decide and rewrite (pure).
+  auto decision = policy->decide(dest, req.method_string(), origin_target);
+  st.audit.rule = std::string(decision.rule_name());
+  st.audit.decision = std::string(policy::to_string(decision.action));
+  policy::RequestHead head{std::string(req.method_string()), origin_target, to_headers(req)};
+  ViewLookup lookup(ctx_.secrets.current());
+  auto rewritten = policy::rewrite(*policy, decision, head, lookup);
+  if (auto* r = std::get_if<policy::Refusal>(&rewritten)) co_return co_await refuse(st, *r, p.is_done());
+  auto& plan = std::get<policy::RewritePlan>(rewritten);
+  st.audit.secrets = plan.secrets;
+  st.audit.injected = plan.injected;
+  const policy::Destination& upstream_dest = decision.destination;
+
+  // Resolve once, vet, dial the vetted address.
+  auto vetted = co_await ctx_.guard.vet(upstream_dest);
+  if (auto* r = std::get_if<policy::Refusal>(&vetted)) co_return co_await refuse(st, *r, p.is_done());
+  auto connected = co_await connect_upstream(upstream_dest, std::get<VettedAddresses>(vetted), ctx_.upstream_tls, ctx_.connect_timeout);
+  if (auto* r = std::get_if<policy::Refusal>(&connected)) co_return co_await refuse(st, *r, p.is_done());
+  auto conn = std::move(std::get<ConnectResult>(connected).connection);
+  if (double s = std::get<ConnectResult>(connected).connect_seconds; s > 0) observe_upstream_connect(s);
+
+  // The upstream head: the plan's fields, our framing.
+  bool expect_continue = false;
+  if (auto e = req[http::field::expect]; !e.empty()) {
+    if (!iequals(e, "100-continue"))
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "unsupported Expect"), false);
+    expect_continue = true;
+  }
+  bool had_body = !p.is_done();
+  bool chunked_in = req.chunked();
+  auto length_in = p.content_length();
+  bool upgrade = policy::is_upgrade_request(plan.headers);
+  replace_fields(req, plan.headers);
+  req.erase(http::field::expect);  // sidekey answers 100-continue itself, once the request may go
+  req.method_string(plan.method);
+  req.target(plan.target);
+  req.version(11);
+  std::optional<policy::BodySubstituter> substituter;
+  if (plan.body && had_body) {
+    substituter.emplace(*plan.body, policy::body_resolver(*policy, decision, lookup));
+    req.chunked(true);  // the length changes with substitution
+  } else if (chunked_in) {
+    req.chunked(true);
+  } else if (length_in) {
+    req.content_length(*length_in);
+  }
+  if (!upgrade) req.keep_alive(true);
+  if (expect_continue && had_body) {
+    bool sent_continue = co_await send_raw(client_, st.version == 10 ? std::string("HTTP/1.0 100 Continue\r\n\r\n")
+                                                                     : std::string("HTTP/1.1 100 Continue\r\n\r\n"));
+    if (!sent_continue) {
+      conn->close();
+      co_return false;
+    }
+  }
+
+  auto upstream_started = std::chrono::steady_clock::now();
+  RelayResult sent = co_await std::visit(
+      [&](auto& up) -> net::awaitable<RelayResult> {
+        if (substituter) {
+          auto transform = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
+            if (auto r = substituter->feed(piece, out)) return r;
+            if (last) return substituter->finish(out);
+            return std::nullopt;
+          };
+          co_return co_await relay_body(client_, buf_, p, up, transform, ctx_.idle_timeout, st.audit.bytes_in, false);
+        }
+        Passthrough pass;
+        co_return co_await relay_body(client_, buf_, p, up, pass, ctx_.idle_timeout, st.audit.bytes_in, true);
+      },
+      conn->stream);
+  if (substituter) {
+    for (const auto& s : substituter->secrets_used())
+      if (std::find(st.audit.secrets.begin(), st.audit.secrets.end(), s) == st.audit.secrets.end()) st.audit.secrets.push_back(s);
+    if (substituter->found_reference()) st.audit.injected.push_back("body");
+  }
+  if (sent.status != RelayStatus::ok) {
+    conn->close();  // never reuse a connection after an error (invariant 10)
+    if (sent.status == RelayStatus::refused) co_return co_await refuse(st, *sent.refusal, false);
+    if (sent.status == RelayStatus::read_failed) {
+      st.audit.status = 0;
+      st.audit.error = "client_aborted";
+      st.audit.emit();
+      co_return false;
+    }
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
+                                                        "writing to the upstream failed: " + sent.ec.message())
+                                      .with_host(upstream_dest.host), false);
+  }
+
+  // The response.
+  std::optional<http::response_parser<http::buffer_body>> rp_slot;
+  auto fresh_parser = [&]() -> http::response_parser<http::buffer_body>& {
+    auto& r = rp_slot.emplace();
+    r.header_limit(static_cast<std::uint32_t>(ctx_.max_header_bytes));
+    r.body_limit(boost::none);
+    if (req.method() == http::verb::head) r.skip(true);
+    return r;
+  };
+  fresh_parser();
+  for (;;) {
+    auto& rp = *rp_slot;
+    conn->tcp().expires_after(ctx_.request_timeout);
+    auto [ec, n] = co_await std::visit(
+        [&](auto& up) { return http::async_read_header(up, conn->buffer, rp, tuple_awaitable); }, conn->stream);
+    if (ec) {
+      conn->close();
+      if (ec == beast::error::timeout)
+        co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_timeout, "the upstream did not answer in time")
+                                          .with_host(upstream_dest.host), true);
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
+                                                          "reading the upstream response failed: " + ec.message())
+                                        .with_host(upstream_dest.host), true);
+    }
+    int status = rp.get().result_int();
+    if (status >= 100 && status < 200 && status != 101) {
+      fresh_parser();  // an interim response: read the next head with a fresh parser
+      continue;
+    }
+    break;
+  }
+  auto& rp = *rp_slot;
+  st.audit.upstream_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_started).count();
+  auto& res = rp.get();
+  st.audit.status = res.result_int();
+  bool switching = res.result() == http::status::switching_protocols && upgrade;
+  policy::Headers res_headers;
+  for (const auto& f : res) {
+    if (f.name() == http::field::content_length || f.name() == http::field::transfer_encoding) continue;
+    res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
+  }
+  policy::strip_hop_by_hop(res_headers, switching);
+  bool chunked_out = res.chunked();
+  auto length_out = rp.content_length();
+  bool eof_delimited = rp.need_eof() && !chunked_out && !length_out;
+  replace_fields(res, res_headers);
+  res.set("X-Sidekey-Request-Id", st.audit.request_id);
+  bool keep = st.client_keep_alive && !switching && !ctx_.tracker.draining.load(std::memory_order_relaxed);
+  if (chunked_out) res.chunked(true);
+  else if (length_out) res.content_length(*length_out);
+  else if (eof_delimited && st.version == 11 && req.method() != http::verb::head) res.chunked(true);
+  else if (eof_delimited) keep = false;
+  res.version(st.version);
+  if (!switching) res.keep_alive(keep);
+
+  Passthrough pass;
+  RelayResult got = co_await std::visit(
+      [&](auto& up) { return relay_body(up, conn->buffer, rp, client_, pass, ctx_.idle_timeout, st.audit.bytes_out, true); },
+      conn->stream);
+  if (got.status != RelayStatus::ok) {
+    conn->close();
+    st.audit.error = got.status == RelayStatus::read_failed ? "upstream_aborted" : "client_aborted";
+    st.audit.emit();
+    co_return false;  // the response is half sent: only closing tells the client
+  }
+
+  if (switching) {
+    // Protocol switched (WebSocket): relay bytes both ways until either side closes.
+    std::uint64_t up_bytes = 0, down_bytes = 0;
+    co_await std::visit([&](auto& up) { return tunnel(client_, up, ctx_.idle_timeout, up_bytes, down_bytes); }, conn->stream);
+    st.audit.bytes_in += up_bytes;
+    st.audit.bytes_out += down_bytes;
+    conn->close();
+    st.audit.emit();
+    co_return false;
+  }
+
+  if (rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0) UpstreamPool::for_this_thread().put(std::move(conn), ctx_.idle_timeout);
+  else conn->close();
+  st.audit.emit();
+  co_return keep;
+}
+
+template <class Client>
+net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p) {
+  auto target = p.get().target();
+  st.audit.scheme = "https";
+  auto dest = policy::parse_connect_authority(target);
+  if (!dest) co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "CONNECT needs host:port"), false);
+  st.audit.host = dest->host;
+  st.audit.port = dest->port;
+  auto policy = ctx_.policy.current();
+  auto decision = policy->decide_connect(*dest);
+  st.audit.rule = std::string(decision.rule_name());
+  using Kind = policy::ConnectDecision::Kind;
+  if (decision.kind == Kind::deny) {
+    st.audit.decision = "deny";
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::policy_denied, "CONNECT to " + dest->authority() + " is not allowed by the policy")
+                                      .with_rule(st.audit.rule).with_host(dest->host), false);
+  }
+  if (decision.kind == Kind::intercept) {
+    st.audit.decision = "inject";
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::policy_denied,
+                                                        "TLS interception is not available in this build")
+                                      .with_rule(st.audit.rule).with_host(dest->host), false);
+  }
+  st.audit.decision = "tunnel";
+  auto vetted = co_await ctx_.guard.vet(*dest);
+  if (auto* r = std::get_if<policy::Refusal>(&vetted)) co_return co_await refuse(st, *r, false);
+  // A blind tunnel: plain TCP to the vetted address, whatever the client speaks inside.
+  policy::Destination raw = *dest;
+  raw.tls = false;
+  auto connected = co_await connect_upstream(raw, std::get<VettedAddresses>(vetted), ctx_.upstream_tls, ctx_.connect_timeout);
+  if (auto* r = std::get_if<policy::Refusal>(&connected)) co_return co_await refuse(st, *r, false);
+  auto conn = std::move(std::get<ConnectResult>(connected).connection);
+  if (double s = std::get<ConnectResult>(connected).connect_seconds; s > 0) observe_upstream_connect(s);
+  st.audit.status = 200;
+  std::string ok = std::string(st.version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
+                   " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
+  bool sent_ok = co_await send_raw(client_, ok);
+  if (!sent_ok) co_return false;
+  auto& up = std::get<UpstreamConnection::Plain>(conn->stream);
+  // Bytes the client sent after the CONNECT head (e.g. an eager ClientHello) go first.
+  if (buf_.size()) {
+    auto [ec, n] = co_await net::async_write(up, buf_.data(), tuple_awaitable);
+    st.audit.bytes_in += n;
+    buf_.consume(buf_.size());
+    if (ec) co_return false;
+  }
+  co_await tunnel(client_, up, ctx_.idle_timeout, st.audit.bytes_in, st.audit.bytes_out);
+  conn->close();
+  st.audit.emit();
+  co_return false;
+}
+
+}  // namespace
+
+net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ctx) {
+  beast::error_code ec;
+  auto remote = socket.remote_endpoint(ec);
+  std::string client = ec ? "" : remote.address().to_string() + ":" + std::to_string(remote.port());
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buf;
+  Session<beast::tcp_stream> session(stream, buf, ctx, std::move(client), std::nullopt);
+  co_await session.run();
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+net::awaitable<void> refuse_overloaded(tcp::socket socket) {
+  static const std::string kBusy =
+      render_refusal(policy::Refusal{"overloaded", 503, "too many open connections", "", "", ""}, "-", 11, false);
+  co_await net::async_write(socket, net::buffer(kBusy), tuple_awaitable);
+}
+
+}  // namespace sidekey::proxy

@@ -1,0 +1,33 @@
+#pragma once
+// The proxy listener's connection handler: absolute-form HTTP, reverse routes and CONNECT,
+// each request through the pipeline of ARCHITECTURE.md (head → destination → decision →
+// rewrite → egress guard → upstream → relay → audit).
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+
+#include "proxy/egress_guard.hpp"
+#include "proxy/listener.hpp"
+#include "proxy/policy_holder.hpp"
+#include "proxy/upstream.hpp"
+#include "secrets/secret_view.hpp"
+
+namespace sidekey::proxy {
+
+struct ProxyContext {
+  PolicyHolder& policy;
+  secrets::SecretRegistry& secrets;
+  EgressGuard guard;
+  UpstreamTls& upstream_tls;
+  ConnectionTracker& tracker;
+  std::size_t max_header_bytes = 65536;
+  std::chrono::milliseconds connect_timeout{10000}, idle_timeout{60000}, request_timeout{300000};
+};
+
+boost::asio::awaitable<void> serve_proxy_connection(boost::asio::ip::tcp::socket socket, ProxyContext& ctx);
+
+// Over the connection cap: a 503 with the JSON error, then close.
+boost::asio::awaitable<void> refuse_overloaded(boost::asio::ip::tcp::socket socket);
+
+}  // namespace sidekey::proxy

@@ -1,0 +1,181 @@
+#include "proxy/upstream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include "core/log.hpp"
+
+namespace sidekey::proxy {
+using tcp = net::ip::tcp;
+
+UpstreamTls::UpstreamTls(const std::filesystem::path& extra_ca_file, bool verify)
+    : ctx_(net::ssl::context::tls_client), verify_(verify) {
+  SSL_CTX_set_min_proto_version(ctx_.native_handle(), TLS1_2_VERSION);
+  ctx_.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_compression);
+  ctx_.set_default_verify_paths();
+  if (!extra_ca_file.empty()) ctx_.load_verify_file(extra_ca_file.string());
+  ctx_.set_verify_mode(verify ? net::ssl::verify_peer : net::ssl::verify_none);
+  static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(ctx_.native_handle(), alpn, sizeof alpn);
+  // Client-side session cache: we keep sessions per destination ourselves (UpstreamPool).
+  SSL_CTX_set_session_cache_mode(ctx_.native_handle(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+}
+
+beast::tcp_stream& UpstreamConnection::tcp() {
+  return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(s); }, stream);
+}
+
+void UpstreamConnection::close() {
+  beast::error_code ec;
+  tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+  tcp().socket().close(ec);
+}
+
+UpstreamPool& UpstreamPool::for_this_thread() {
+  thread_local UpstreamPool pool;
+  return pool;
+}
+
+UpstreamPool::~UpstreamPool() {
+  for (auto& [k, s] : sessions_) SSL_SESSION_free(s);
+}
+
+namespace {
+// Still usable: no EOF and no unexpected bytes waiting (a response nobody asked for).
+bool still_open(UpstreamConnection& c) {
+  if (c.buffer.size() != 0) return false;
+  char b;
+  ssize_t n = ::recv(c.tcp().socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+}  // namespace
+
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(const std::string& key) {
+  auto now = std::chrono::steady_clock::now();
+  while (true) {
+    auto it = idle_.find(key);
+    if (it == idle_.end()) return nullptr;
+    auto c = std::move(it->second.c);
+    bool fresh = it->second.expires > now;
+    idle_.erase(it);
+    if (fresh && still_open(*c)) {
+      c->reused = true;
+      return c;
+    }
+    c->close();
+  }
+}
+
+void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout) {
+  constexpr std::size_t kMaxIdlePerKey = 64;
+  auto now = std::chrono::steady_clock::now();
+  // Sweep expired connections so the pool never grows without bound.
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    if (it->second.expires <= now) {
+      it->second.c->close();
+      it = idle_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (idle_.count(c->key) >= kMaxIdlePerKey) {
+    c->close();
+    return;
+  }
+  auto key = c->key;
+  idle_.emplace(std::move(key), Idle{std::move(c), now + idle_timeout});
+}
+
+SSL_SESSION* UpstreamPool::session(const std::string& authority) const {
+  auto it = sessions_.find(authority);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+void UpstreamPool::remember_session(const std::string& authority, SSL* ssl) {
+  SSL_SESSION* s = SSL_get1_session(ssl);
+  if (!s) return;
+  if (!SSL_SESSION_is_resumable(s)) {
+    SSL_SESSION_free(s);
+    return;
+  }
+  auto& slot = sessions_[authority];
+  if (slot) SSL_SESSION_free(slot);
+  slot = s;
+}
+
+namespace {
+std::string pool_key(const policy::Destination& d, const tcp::endpoint& ep) {
+  return (d.tls ? "tls|" : "tcp|") + d.authority() + "|" + ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+}  // namespace
+
+net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
+                                                                              const VettedAddresses& addresses,
+                                                                              UpstreamTls& tls,
+                                                                              std::chrono::milliseconds connect_timeout) {
+  auto& pool = UpstreamPool::for_this_thread();
+  for (const auto& ep : addresses.endpoints)
+    if (auto c = pool.take(pool_key(d, ep))) co_return ConnectResult{std::move(c), 0};
+
+  auto executor = co_await net::this_coro::executor;
+  auto started = std::chrono::steady_clock::now();
+  std::string last_error = "no address";
+  bool timed_out = false;
+  for (const auto& ep : addresses.endpoints) {
+    beast::tcp_stream stream(executor);
+    stream.expires_after(connect_timeout);
+    auto [ec] = co_await stream.async_connect(ep, net::as_tuple(net::use_awaitable));
+    if (ec) {
+      timed_out |= ec == beast::error::timeout;
+      last_error = ec.message();
+      continue;
+    }
+    stream.socket().set_option(tcp::no_delay(true), ec);
+    std::unique_ptr<UpstreamConnection> conn;
+    if (!d.tls) {
+      conn = std::make_unique<UpstreamConnection>(std::move(stream));
+    } else {
+      UpstreamConnection::Tls tls_stream(std::move(stream), tls.context());
+      SSL* ssl = tls_stream.native_handle();
+      bool is_ip = IpAddress::parse(d.host).has_value();
+      if (!is_ip) SSL_set_tlsext_host_name(ssl, d.host.c_str());  // no SNI for IP literals (RFC 6066)
+      if (tls.verify()) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (is_ip) X509_VERIFY_PARAM_set1_ip_asc(param, d.host.c_str());
+        else X509_VERIFY_PARAM_set1_host(param, d.host.c_str(), 0);
+      }
+      if (SSL_SESSION* s = pool.session(d.authority())) SSL_set_session(ssl, s);
+      auto [hec] = co_await tls_stream.async_handshake(net::ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+      if (hec) {
+        if (hec == beast::error::timeout)
+          co_return policy::Refusal::make(policy::code::upstream_timeout, "TLS handshake with " + d.authority() + " timed out")
+              .with_host(d.host);
+        std::string why = hec.message();
+        long vr = SSL_get_verify_result(ssl);
+        if (vr != X509_V_OK) why = X509_verify_cert_error_string(vr);
+        co_return policy::Refusal::make(policy::code::upstream_tls_failed,
+                                        "TLS handshake with " + d.authority() + " failed: " + why)
+            .with_host(d.host);
+      }
+      pool.remember_session(d.authority(), ssl);
+      conn = std::make_unique<UpstreamConnection>(std::move(tls_stream));
+    }
+    conn->key = pool_key(d, ep);
+    conn->tcp().expires_never();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    co_return ConnectResult{std::move(conn), secs};
+  }
+  if (timed_out)
+    co_return policy::Refusal::make(policy::code::upstream_timeout, "connecting to " + d.authority() + " timed out")
+        .with_host(d.host);
+  co_return policy::Refusal::make(policy::code::upstream_connect_failed,
+                                  "cannot connect to " + d.authority() + ": " + last_error)
+      .with_host(d.host);
+}
+
+}  // namespace sidekey::proxy

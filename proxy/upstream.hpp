@@ -1,0 +1,86 @@
+#pragma once
+// Upstream connections: dialing the vetted addresses, verified TLS (system roots plus
+// tls.upstream_ca_file, SNI, host-name check, TLS 1.2+, ALPN http/1.1, session resumption),
+// and a per-worker keep-alive pool. A connection that saw any error is never pooled.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "policy/destination.hpp"
+#include "policy/refusal.hpp"
+#include "proxy/egress_guard.hpp"
+
+namespace sidekey::proxy {
+
+namespace beast = boost::beast;
+namespace net = boost::asio;
+
+// The client-side TLS context for upstream connections; immutable once built, shared.
+class UpstreamTls {
+ public:
+  UpstreamTls(const std::filesystem::path& extra_ca_file, bool verify);
+  net::ssl::context& context() { return ctx_; }
+  bool verify() const { return verify_; }
+
+ private:
+  net::ssl::context ctx_;
+  bool verify_;
+};
+
+struct UpstreamConnection {
+  using Plain = beast::tcp_stream;
+  using Tls = beast::ssl_stream<beast::tcp_stream>;
+  std::variant<Plain, Tls> stream;
+  beast::flat_buffer buffer;
+  std::string key;  // pool key: destination + vetted address + TLS
+  bool reused = false;
+
+  explicit UpstreamConnection(Plain s) : stream(std::move(s)) {}
+  explicit UpstreamConnection(Tls s) : stream(std::move(s)) {}
+  beast::tcp_stream& tcp();
+  void close();
+};
+
+struct ConnectResult {
+  std::unique_ptr<UpstreamConnection> connection;
+  double connect_seconds = 0;  // dial + handshake, 0 for a pooled connection
+};
+
+// Per worker (one per thread): never shared across threads, so no locks.
+class UpstreamPool {
+ public:
+  static UpstreamPool& for_this_thread();
+
+  std::unique_ptr<UpstreamConnection> take(const std::string& key);
+  void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout);
+
+  SSL_SESSION* session(const std::string& authority) const;  // not owned
+  void remember_session(const std::string& authority, SSL* ssl);
+  ~UpstreamPool();
+
+ private:
+  struct Idle {
+    std::unique_ptr<UpstreamConnection> c;
+    std::chrono::steady_clock::time_point expires;
+  };
+  std::multimap<std::string, Idle> idle_;
+  std::map<std::string, SSL_SESSION*> sessions_;
+};
+
+// A pooled connection when one is idle and still open, else dials each vetted address in turn
+// (connect_timeout each) and, for TLS destinations, handshakes with SNI and verification.
+net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
+                                                                              const VettedAddresses& addresses,
+                                                                              UpstreamTls& tls,
+                                                                              std::chrono::milliseconds connect_timeout);
+
+}  // namespace sidekey::proxy
