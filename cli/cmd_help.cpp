@@ -19,6 +19,13 @@ Usage:
   sidekey policy explain --policy FILE METHOD URL [-H 'Name: value']...
         Show what the policy decides for a request, without sending anything. URL is an absolute
         http(s) URL, a route path, or host:port with METHOD CONNECT.
+  sidekey exec [--config F] [--ref-env VAR=NAME]... -- COMMAND [ARGS]...
+        Serve on free loopback ports and run COMMAND with the proxy and trust variables set;
+        exits with COMMAND's exit code. --ref-env sets VAR={{secrets.NAME}} in COMMAND.
+  sidekey env [--config F] [--ref-env VAR=NAME]...
+        Print those variables as export lines for a running sidekey (listen.proxy).
+  sidekey ca init|export [--config F] [--data-dir D]
+        Create / print the interception CA certificate.
   sidekey --version
   sidekey help
 

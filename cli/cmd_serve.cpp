@@ -25,6 +25,9 @@ int cmd_serve(const Args& args) {
   Runtime runtime(cfg);
   try {
     runtime.start();
+  } catch (const PositionedError& e) {  // a bad policy file: a configuration error
+    print_error(e.what());
+    return 2;
   } catch (const std::exception& e) {
     print_error(e.what());
     return 1;

@@ -11,6 +11,9 @@ using Args = std::vector<std::string>;
 int cmd_serve(const Args& args);
 int cmd_secrets(const Args& args);
 int cmd_policy(const Args& args);
+int cmd_exec(const Args& args);
+int cmd_env(const Args& args);
+int cmd_ca(const Args& args);
 void print_help();
 
 }  // namespace sidekey::cli

@@ -21,6 +21,9 @@ int main(int argc, char** argv) {
   if (cmd == "serve") return sidekey::cli::cmd_serve(args);
   if (cmd == "secrets") return sidekey::cli::cmd_secrets(args);
   if (cmd == "policy") return sidekey::cli::cmd_policy(args);
+  if (cmd == "exec") return sidekey::cli::cmd_exec(args);
+  if (cmd == "env") return sidekey::cli::cmd_env(args);
+  if (cmd == "ca") return sidekey::cli::cmd_ca(args);
   std::cerr << "sidekey: unknown command '" << cmd << "' (see: sidekey help)\n";
   return 2;
 }

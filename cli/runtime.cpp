@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "api/auth.hpp"
+#include "certs/ca.hpp"
+#include "certs/trust_bundle.hpp"
 #include "core/files.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -16,6 +18,21 @@ namespace sidekey::cli {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
+
+TrustFiles prepare_trust_files(const config::Config& cfg) {
+  ensure_dir(cfg.data_dir, 0700);
+  auto ca = certs::CertificateAuthority::load(cfg);
+  return trust_files_for(*ca, cfg);
+}
+
+TrustFiles trust_files_for(const certs::CertificateAuthority& ca, const config::Config& cfg) {
+  TrustFiles t;
+  t.trust_bundle = certs::write_trust_bundle(ca, cfg.data_dir);
+  // NODE_EXTRA_CA_CERTS wants the CA alone; an operator's CA may live outside data_dir.
+  t.ca = ca.cert_path().empty() ? cfg.data_dir / certs::kCaCertFile : ca.cert_path();
+  if (ca.cert_path().empty()) write_file_atomic(t.ca, ca.certificate_pem(), 0644);
+  return t;
+}
 
 std::shared_ptr<secrets::Store> open_store(const config::Config& cfg) {
   ensure_dir(cfg.data_dir, 0700);
@@ -65,6 +82,14 @@ void Runtime::start() {
   registry_ = std::make_unique<secrets::SecretRegistry>(store_, cfg_.sources);
   metrics::registry().gauge("sidekey_secrets").set(static_cast<std::int64_t>(registry_->current()->size()));
 
+  readiness_.set_not_ready("loading the interception CA");
+  auto ca = certs::CertificateAuthority::load(cfg_);
+  if (ca->created()) log::info("ca_generated", {{"path", ca->cert_path().string()}, {"fingerprint", ca->fingerprint_sha256()}});
+  trust_ = trust_files_for(*ca, cfg_);
+  certs::CertCache::Options cache_options;
+  cache_options.leaf_ttl = cfg_.tls_leaf_ttl;
+  cert_cache_ = std::make_unique<certs::CertCache>(ca, cache_options);
+
   if (cfg_.api_auth)
     api_token_ = std::make_unique<secrets::SecretValue>(api::load_api_token(cfg_.api_token_file, cfg_.data_dir));
   secrets_api_ = std::make_unique<api::SecretsApi>(*registry_, host_problem);
@@ -77,7 +102,7 @@ void Runtime::start() {
   upstream_tls_ = std::make_unique<proxy::UpstreamTls>(cfg_.tls_upstream_ca_file, cfg_.tls_upstream_verify);
   if (!cfg_.tls_upstream_verify) log::warn("upstream_tls_verification_off", {{"setting", "tls.upstream_verify"}});
   proxy_context_ = std::make_unique<proxy::ProxyContext>(proxy::ProxyContext{
-      *policy_, *registry_, proxy::EgressGuard(cfg_.egress_allow_private, cfg_.egress_resolve), *upstream_tls_, tracker_,
+      *policy_, *registry_, proxy::EgressGuard(cfg_.egress_allow_private, cfg_.egress_resolve), *upstream_tls_, tracker_, *cert_cache_,
       cfg_.max_header_bytes, cfg_.connect_timeout, cfg_.idle_timeout, cfg_.request_timeout});
 
   auto api_handler = [this](api::Request& req) -> net::awaitable<api::Response> {

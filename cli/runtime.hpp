@@ -7,6 +7,8 @@
 #include <string>
 
 #include "api/admin.hpp"
+#include "certs/ca.hpp"
+#include "certs/cert_cache.hpp"
 #include "api/secrets_api.hpp"
 #include "config/config.hpp"
 #include "proxy/listener.hpp"
@@ -17,6 +19,11 @@
 #include "secrets/secret_view.hpp"
 
 namespace sidekey::cli {
+
+// The CA and the trust bundle (system roots + CA) in the data folder, created when missing.
+struct TrustFiles {
+  std::filesystem::path ca, trust_bundle;
+};
 
 class Runtime {
  public:
@@ -30,6 +37,8 @@ class Runtime {
   std::string proxy_address() const { return proxy_->local_address(); }
   std::string api_address() const { return api_->local_address(); }
   std::string admin_address() const { return admin_->local_address(); }
+  const std::filesystem::path& ca_file() const { return trust_.ca; }
+  const std::filesystem::path& trust_bundle_file() const { return trust_.trust_bundle; }
 
   // The control context (main thread): signals, periodic source refresh.
   boost::asio::io_context& control() { return control_; }
@@ -50,14 +59,19 @@ class Runtime {
   std::unique_ptr<secrets::SecretValue> api_token_;
   std::unique_ptr<api::SecretsApi> secrets_api_;
   api::Readiness readiness_;
+  TrustFiles trust_;
   proxy::ConnectionTracker tracker_;
   api::HttpServerOptions api_options_, admin_options_;
   std::unique_ptr<proxy::PolicyHolder> policy_;
   std::unique_ptr<proxy::UpstreamTls> upstream_tls_;
+  std::unique_ptr<certs::CertCache> cert_cache_;
   std::unique_ptr<proxy::ProxyContext> proxy_context_;
   std::unique_ptr<proxy::Workers> workers_;
   std::unique_ptr<proxy::Listener> proxy_, api_, admin_;
 };
+
+TrustFiles prepare_trust_files(const config::Config& cfg);
+TrustFiles trust_files_for(const certs::CertificateAuthority& ca, const config::Config& cfg);
 
 // Shared by subcommands that open the store offline (`sidekey secrets …`).
 std::shared_ptr<secrets::Store> open_store(const config::Config& cfg);

@@ -44,6 +44,7 @@ std::optional<std::string> framing_problem(const FramingFields& f) {
   if (f.content_length_count > 1) return "more than one Content-Length";
   if (f.transfer_encoding_count > 0 && f.content_length_count > 0) return "both Content-Length and Transfer-Encoding";
   if (f.transfer_encoding_count > 1) return "more than one Transfer-Encoding";
+  if (f.transfer_encoding_count > 0 && f.version < 11) return "Transfer-Encoding in an HTTP/1.0 request";
   if (f.transfer_encoding_count == 1 && ascii_lower(f.transfer_encoding) != "chunked")
     return "unsupported Transfer-Encoding (only chunked is accepted)";
   return std::nullopt;

@@ -20,11 +20,13 @@ std::size_t find_head_end(std::string_view data, std::size_t searched_from = 0);
 std::optional<std::string> raw_head_problem(std::string_view head);
 
 // Checks on the parsed fields: more than one Content-Length, Content-Length with
-// Transfer-Encoding, a Transfer-Encoding other than exactly "chunked".
+// Transfer-Encoding, a Transfer-Encoding other than exactly "chunked", Transfer-Encoding in an
+// HTTP/1.0 message (RFC 9112 6.1).
 struct FramingFields {
   int content_length_count = 0;
   int transfer_encoding_count = 0;
   std::string transfer_encoding;  // the last value seen, as sent
+  unsigned version = 11;          // 10 for HTTP/1.0, where Transfer-Encoding is faulty framing
 };
 std::optional<std::string> framing_problem(const FramingFields& f);
 

@@ -141,35 +141,63 @@ struct Passthrough {
   }
 };
 
+// A read error that means the peer sent something malformed (as opposed to closing or timing out).
+bool is_parse_error(const beast::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_chunk).category() && ec != http::error::end_of_stream &&
+         ec != http::error::partial_message && ec != http::error::need_buffer;
+}
+
+// The head goes out on its own first: a stream whose first body byte is late (server-sent
+// events) must not hold the head back. Then each piece is written as soon as it is read
+// (async_read_some, not async_read, which would wait for a full buffer). `prefetched` is a body
+// piece read before the relay started (the request's first piece, read before dialing so that
+// bad framing is refused before anything goes upstream). With `header_only` (HEAD, 204, 304)
+// nothing follows the head, not even a last chunk.
 template <bool isRequest, class In, class Out, class Transform>
 net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
                                        Out& out, Transform& transform, std::chrono::milliseconds idle,
-                                       std::uint64_t& body_bytes, bool identity) {
+                                       std::uint64_t& body_bytes, bool identity,
+                                       std::optional<std::string_view> prefetched = std::nullopt,
+                                       bool header_only = false) {
   http::serializer<isRequest, http::buffer_body> sr{p.get()};
+  RelayResult result;
+  lowest(out).expires_after(idle);
+  auto [hec, hn] = co_await http::async_write_header(out, sr, tuple_awaitable);
+  if (hec) {
+    result.status = RelayStatus::write_failed;
+    result.ec = hec;
+    co_return result;
+  }
+  if (header_only) co_return result;
   std::array<char, 16384> raw;
   std::string piece;
-  RelayResult result;
-  do {
-    if (!p.is_done()) {
+  while (!sr.is_done()) {
+    std::optional<std::string_view> data;
+    if (prefetched) {
+      data = *prefetched;
+      prefetched.reset();
+    } else if (!p.is_done()) {
       p.get().body().data = raw.data();
       p.get().body().size = raw.size();
       lowest(in).expires_after(idle);
-      auto [ec, n] = co_await http::async_read(in, in_buf, p, tuple_awaitable);
+      auto [ec, n] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
         result.status = RelayStatus::read_failed;
         result.ec = ec;
         co_return result;
       }
-      std::size_t got = raw.size() - p.get().body().size;
-      body_bytes += got;
-      std::string_view data(raw.data(), got);
+      data = std::string_view(raw.data(), raw.size() - p.get().body().size);
+    }
+    if (data) {
+      body_bytes += data->size();
       if (identity) {
-        p.get().body().data = raw.data();
-        p.get().body().size = got;
+        p.get().body().data = const_cast<char*>(data->data());
+        p.get().body().size = data->size();
       } else {
         piece.clear();
-        if (auto refusal = transform(data, p.is_done(), piece)) {
+        std::optional<policy::Refusal> refusal = transform(*data, p.is_done(), piece);
+        if (refusal) {
           result.status = RelayStatus::refused;
           result.refusal = std::move(refusal);
           secrets::wipe(piece);
@@ -178,12 +206,16 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
         p.get().body().data = piece.data();
         p.get().body().size = piece.size();
       }
-      p.get().body().more = !p.is_done();
     } else {
       p.get().body().data = nullptr;
       p.get().body().size = 0;
-      p.get().body().more = false;
     }
+    bool last = p.is_done();
+    // An empty piece must be a null buffer: Beast frames a non-null empty buffer as a zero-size
+    // chunk, which the peer reads as the end of the body.
+    if (p.get().body().size == 0) p.get().body().data = nullptr;
+    p.get().body().more = !last;
+    if (p.get().body().size == 0 && !last) continue;  // only framing was read
     lowest(out).expires_after(idle);
     auto [wec, wn] = co_await http::async_write(out, sr, tuple_awaitable);
     if (!identity) secrets::wipe(piece);
@@ -193,7 +225,10 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
       result.ec = wec;
       co_return result;
     }
-  } while (!p.is_done() || !sr.is_done());
+    // The write with more=false emitted the end of the message (and the last chunk): calling
+    // the serializer again would emit a second last chunk.
+    if (last) break;
+  }
   co_return result;
 }
 
@@ -265,6 +300,13 @@ class Session {
 
   net::awaitable<bool> serve_one();
   net::awaitable<bool> serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p);
+  net::awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
+
+ public:
+  bool handed_over() const { return handed_over_; }
+
+ private:
+  bool handed_over_ = false;
 
   Client& client_;
   beast::flat_buffer& buf_;
@@ -300,7 +342,9 @@ net::awaitable<bool> Session<Client>::serve_one() {
   st.version = req.version();
   st.client_keep_alive = req.keep_alive();
   st.audit.method = std::string(req.method_string());
-  if (auto problem = framing_problem(framing_of(req)))
+  auto framing = framing_of(req);
+  framing.version = req.version();
+  if (auto problem = framing_problem(framing))
     co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "ambiguous framing: " + *problem), false);
 
   InflightGuard inflight(ctx_.tracker);
@@ -318,6 +362,9 @@ net::awaitable<bool> Session<Client>::serve_one() {
   if (intercepted_) {
     dest = *intercepted_;
     origin_target = target;
+    st.audit.scheme = dest.scheme;
+    st.audit.host = dest.host;
+    st.audit.port = dest.port;
     auto host = req[http::field::host];
     auto hp = policy::split_host_port(host);
     if (target.empty() || target[0] != '/') {
@@ -334,8 +381,7 @@ net::awaitable<bool> Session<Client>::serve_one() {
                                                           "Host does not match the CONNECT authority " + dest.authority())
                                         .with_host(dest.host), p.is_done());
     }
-  } else if (target.rfind("http://", 0) == 0 || target.rfind("https://", 0) == 0 || target.rfind("HTTP://", 0) == 0 ||
-             target.rfind("HTTPS://", 0) == 0) {
+  } else if (iequals(target.substr(0, 7), "http://") || iequals(target.substr(0, 8), "https://")) {
     auto url = policy::parse_absolute_url(target);
     if (!url) co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed absolute URL"), p.is_done());
     dest = url->destination;
@@ -369,6 +415,29 @@ net::awaitable<bool> Session<Client>::serve_one() {
   st.audit.injected = plan.injected;
   const policy::Destination& upstream_dest = decision.destination;
 
+  // The first body piece is read before dialing, so that bad framing (a malformed first chunk)
+  // is refused before anything goes upstream. Not with Expect: 100-continue, where the client
+  // waits for our interim answer before sending.
+  bool expect_continue = false;
+  if (auto e = req[http::field::expect]; !e.empty()) {
+    if (!iequals(e, "100-continue"))
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "unsupported Expect"), false);
+    expect_continue = true;
+  }
+  std::array<char, 16384> first_buf;
+  std::optional<std::string_view> first_piece;
+  if (!p.is_done() && !expect_continue) {
+    p.get().body().data = first_buf.data();
+    p.get().body().size = first_buf.size();
+    lowest(client_).expires_after(ctx_.idle_timeout);
+    auto [fec, fn] = co_await http::async_read_some(client_, buf_, p, tuple_awaitable);
+    if (fec == http::error::need_buffer) fec = {};
+    if (fec && is_parse_error(fec))
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request body: " + fec.message()), false);
+    if (fec) co_return false;  // the client went away
+    first_piece = std::string_view(first_buf.data(), first_buf.size() - p.get().body().size);
+  }
+
   // Resolve once, vet, dial the vetted address.
   auto vetted = co_await ctx_.guard.vet(upstream_dest);
   if (auto* r = std::get_if<policy::Refusal>(&vetted)) co_return co_await refuse(st, *r, p.is_done());
@@ -378,13 +447,7 @@ net::awaitable<bool> Session<Client>::serve_one() {
   if (double s = std::get<ConnectResult>(connected).connect_seconds; s > 0) observe_upstream_connect(s);
 
   // The upstream head: the plan's fields, our framing.
-  bool expect_continue = false;
-  if (auto e = req[http::field::expect]; !e.empty()) {
-    if (!iequals(e, "100-continue"))
-      co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "unsupported Expect"), false);
-    expect_continue = true;
-  }
-  bool had_body = !p.is_done();
+  bool had_body = !p.is_done() || (first_piece && !first_piece->empty());
   bool chunked_in = req.chunked();
   auto length_in = p.content_length();
   bool upgrade = policy::is_upgrade_request(plan.headers);
@@ -404,8 +467,9 @@ net::awaitable<bool> Session<Client>::serve_one() {
   }
   if (!upgrade) req.keep_alive(true);
   if (expect_continue && had_body) {
-    bool sent_continue = co_await send_raw(client_, st.version == 10 ? std::string("HTTP/1.0 100 Continue\r\n\r\n")
-                                                                     : std::string("HTTP/1.1 100 Continue\r\n\r\n"));
+    // A named string, not a conditional temporary inside co_await (GCC 12 destroys those twice).
+    std::string interim = st.version == 10 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n";
+    bool sent_continue = co_await send_raw(client_, interim);
     if (!sent_continue) {
       conn->close();
       co_return false;
@@ -421,10 +485,11 @@ net::awaitable<bool> Session<Client>::serve_one() {
             if (last) return substituter->finish(out);
             return std::nullopt;
           };
-          co_return co_await relay_body(client_, buf_, p, up, transform, ctx_.idle_timeout, st.audit.bytes_in, false);
+          co_return co_await relay_body(client_, buf_, p, up, transform, ctx_.idle_timeout, st.audit.bytes_in, false,
+                                        first_piece);
         }
         Passthrough pass;
-        co_return co_await relay_body(client_, buf_, p, up, pass, ctx_.idle_timeout, st.audit.bytes_in, true);
+        co_return co_await relay_body(client_, buf_, p, up, pass, ctx_.idle_timeout, st.audit.bytes_in, true, first_piece);
       },
       conn->stream);
   if (substituter) {
@@ -435,6 +500,8 @@ net::awaitable<bool> Session<Client>::serve_one() {
   if (sent.status != RelayStatus::ok) {
     conn->close();  // never reuse a connection after an error (invariant 10)
     if (sent.status == RelayStatus::refused) co_return co_await refuse(st, *sent.refusal, false);
+    if (sent.status == RelayStatus::read_failed && is_parse_error(sent.ec))
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request body: " + sent.ec.message()), false);
     if (sent.status == RelayStatus::read_failed) {
       st.audit.status = 0;
       st.audit.error = "client_aborted";
@@ -494,16 +561,26 @@ net::awaitable<bool> Session<Client>::serve_one() {
   replace_fields(res, res_headers);
   res.set("X-Sidekey-Request-Id", st.audit.request_id);
   bool keep = st.client_keep_alive && !switching && !ctx_.tracker.draining.load(std::memory_order_relaxed);
-  if (chunked_out) res.chunked(true);
-  else if (length_out) res.content_length(*length_out);
-  else if (eof_delimited && st.version == 11 && req.method() != http::verb::head) res.chunked(true);
-  else if (eof_delimited) keep = false;
+  bool header_only = req.method() == http::verb::head || res.result() == http::status::no_content ||
+                     res.result() == http::status::not_modified;
+  if (st.version == 10 && !length_out && !header_only) {
+    keep = false;  // an HTTP/1.0 client knows no chunked coding: the body ends when we close
+  } else if (chunked_out) {
+    res.chunked(true);
+  } else if (length_out) {
+    res.content_length(*length_out);
+  } else if (eof_delimited && !header_only) {
+    res.chunked(true);  // re-framed, so the client connection can stay open
+  }
   res.version(st.version);
   if (!switching) res.keep_alive(keep);
 
   Passthrough pass;
   RelayResult got = co_await std::visit(
-      [&](auto& up) { return relay_body(up, conn->buffer, rp, client_, pass, ctx_.idle_timeout, st.audit.bytes_out, true); },
+      [&](auto& up) {
+        return relay_body(up, conn->buffer, rp, client_, pass, ctx_.idle_timeout, st.audit.bytes_out, true, std::nullopt,
+                          header_only);
+      },
       conn->stream);
   if (got.status != RelayStatus::ok) {
     conn->close();
@@ -547,10 +624,11 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
                                       .with_rule(st.audit.rule).with_host(dest->host), false);
   }
   if (decision.kind == Kind::intercept) {
-    st.audit.decision = "inject";
-    co_return co_await refuse(st, policy::Refusal::make(policy::code::policy_denied,
-                                                        "TLS interception is not available in this build")
-                                      .with_rule(st.audit.rule).with_host(dest->host), false);
+    if constexpr (std::is_same_v<Client, beast::tcp_stream>) {
+      co_return co_await intercept(st, *dest);
+    } else {
+      co_return false;  // unreachable: CONNECT inside TLS is refused earlier
+    }
   }
   st.audit.decision = "tunnel";
   auto vetted = co_await ctx_.guard.vet(*dest);
@@ -581,6 +659,47 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
   co_return false;
 }
 
+
+// CONNECT to a host with inject rules: answer 200, terminate TLS with a leaf minted for the
+// CONNECT host (its SNI must name that host), then serve each inner request through the same
+// pipeline with the CONNECT authority as the one destination.
+template <class Client>
+net::awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::Destination& dest) {
+  std::shared_ptr<net::ssl::context> tls_ctx;
+  try {
+    tls_ctx = ctx_.certs.context_for(dest.host);
+  } catch (const std::exception& e) {
+    log::error("leaf_mint_failed", {{"host", dest.host}, {"error", e.what()}});
+  }
+  if (!tls_ctx)
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "cannot intercept " + dest.host +
+                                                                                      ": no certificate for this host")
+                                      .with_host(dest.host), false);
+  std::string ok = std::string(st.version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
+                   " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
+  bool sent_ok = co_await send_raw(client_, ok);
+  if (!sent_ok) co_return false;
+  handed_over_ = true;  // the TCP stream now belongs to the TLS stream
+  beast::ssl_stream<beast::tcp_stream> tls(std::move(client_), *tls_ctx);
+  lowest(tls).expires_after(ctx_.connect_timeout);
+  // Bytes the client sent right after the CONNECT head are the start of its ClientHello.
+  auto [ec, used] = co_await tls.async_handshake(net::ssl::stream_base::server, buf_.data(), tuple_awaitable);
+  buf_.consume(buf_.size());
+  if (ec) {
+    st.audit.decision = "deny";
+    st.audit.status = 0;
+    st.audit.error = "client_tls_failed";
+    st.audit.emit();
+    log::info("intercept_handshake_failed", {{"host", dest.host}, {"request_id", st.audit.request_id}, {"error", ec.message()}});
+    co_return false;
+  }
+  beast::flat_buffer inner_buf;
+  Session<beast::ssl_stream<beast::tcp_stream>> inner(tls, inner_buf, ctx_, client_addr_, dest);
+  co_await inner.run();
+  lowest(tls).expires_after(std::chrono::seconds(2));
+  auto [sec] = co_await tls.async_shutdown(tuple_awaitable);
+  co_return false;
+}
 }  // namespace
 
 net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ctx) {
@@ -591,7 +710,7 @@ net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ct
   beast::flat_buffer buf;
   Session<beast::tcp_stream> session(stream, buf, ctx, std::move(client), std::nullopt);
   co_await session.run();
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (!session.handed_over()) stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 net::awaitable<void> refuse_overloaded(tcp::socket socket) {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 
+#include "certs/cert_cache.hpp"
 #include "proxy/egress_guard.hpp"
 #include "proxy/listener.hpp"
 #include "proxy/policy_holder.hpp"
@@ -21,6 +22,7 @@ struct ProxyContext {
   EgressGuard guard;
   UpstreamTls& upstream_tls;
   ConnectionTracker& tracker;
+  certs::CertCache& certs;  // leaves for intercepted CONNECT hosts
   std::size_t max_header_bytes = 65536;
   std::chrono::milliseconds connect_timeout{10000}, idle_timeout{60000}, request_timeout{300000};
 };
