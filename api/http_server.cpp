@@ -45,16 +45,11 @@ net::awaitable<void> serve_http(net::ip::tcp::socket socket, const HttpServerOpt
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
-    parser.body_limit(opt.body_limit);
+    parser.body_limit(boost::none);  // set below: a streamed request has no limit
     stream.expires_after(opt.idle_timeout);
     auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, net::as_tuple(net::use_awaitable));
     if (ec) {
-      if (ec == http::error::body_limit) {  // a declared Content-Length over the limit
-        auto res = message_response(http::status::payload_too_large, "request body too large");
-        res.keep_alive(false);
-        res.prepare_payload();
-        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
-      } else if (ec == http::error::header_limit) {
+      if (ec == http::error::header_limit) {
         auto res = message_response(http::status::request_header_fields_too_large, "request header too large");
         res.keep_alive(false);
         res.prepare_payload();
@@ -69,6 +64,19 @@ net::awaitable<void> serve_http(net::ip::tcp::socket socket, const HttpServerOpt
       break;
     }
     proxy::InflightGuard inflight(opt.tracker);
+    if (opt.stream_handler && opt.wants_stream && opt.wants_stream(parser.get())) {
+      bool keep = co_await opt.stream_handler(stream, buffer, parser);
+      if (!keep || (opt.tracker && opt.tracker->draining.load())) break;
+      continue;
+    }
+    if (auto length = parser.content_length(); length && *length > opt.body_limit) {
+      auto res = message_response(http::status::payload_too_large, "request body too large");
+      res.keep_alive(false);
+      res.prepare_payload();
+      co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+      break;
+    }
+    parser.body_limit(opt.body_limit);
     stream.expires_after(opt.request_timeout);
     std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
     if (ec) {

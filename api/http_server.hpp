@@ -3,6 +3,8 @@
 // idle and request timeouts, graceful drain. Handlers see a whole (bounded) request.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
@@ -17,12 +19,20 @@ namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
+// Takes over a request whose head has been read (the body has not): streams it somewhere and
+// answers. Returns whether the connection may serve another request.
+using StreamHandler = std::function<boost::asio::awaitable<bool>(boost::beast::tcp_stream&, boost::beast::flat_buffer&,
+                                                                 http::request_parser<http::string_body>&)>;
+
 struct HttpServerOptions {
   std::size_t header_limit = 65536;
   std::size_t body_limit = 1 << 20;
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds request_timeout{300000};
   proxy::ConnectionTracker* tracker = nullptr;
+  // Requests for which wants_stream() is true go to stream_handler instead of the Handler.
+  std::function<bool(const http::request_header<>&)> wants_stream;
+  StreamHandler stream_handler;
 };
 
 // The handler may run asynchronously. The request body is wiped after the handler returns

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "api/auth.hpp"
+#include "api/gateway.hpp"
 #include "certs/ca.hpp"
 #include "certs/trust_bundle.hpp"
 #include "core/files.hpp"
@@ -111,13 +112,43 @@ void Runtime::start() {
       res = api::message_response(http::status::unauthorized, "missing or invalid API token");
       res.set(http::field::www_authenticate, "Bearer");
     } else if (api::SecretsApi::serves(req.target())) {
-      res = secrets_api_->handle(req);
+      // In gateway mode a task the agent does not know has no secrets (SPEC section 8).
+      std::optional<int> task_known = 200;
+      if (auto task = api::SecretsApi::task_of(req.target()); task && gateway_)
+        task_known = co_await gateway_->task_status(*task);
+      if (!task_known)
+        res = api::message_response(http::status::bad_gateway, "the agent is not reachable");
+      else if (*task_known == 404)
+        res = api::message_response(http::status::not_found, "Unable to find task with the provided id");
+      else
+        res = secrets_api_->handle(req);
     } else {
       res = api::message_response(http::status::not_found, "Unable to find entity with the provided path");
     }
     metrics::registry().counter("sidekey_api_requests_total", {{"code", std::to_string(res.result_int())}}).inc();
     co_return res;
   };
+  if (!cfg_.agent_upstream.empty()) {
+    api::Gateway::Options gopt{cfg_.connect_timeout, cfg_.idle_timeout, cfg_.request_timeout, cfg_.max_header_bytes,
+                               cfg_.api_auth};
+    gateway_ = std::make_unique<api::Gateway>(cfg_.agent_upstream, *upstream_tls_, gopt);
+    api_options_.wants_stream = [](const http::request_header<>& h) {
+      return !api::SecretsApi::serves(h.target()) && api::Gateway::forwards(h.target());
+    };
+    api_options_.stream_handler = [this](beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                         http::request_parser<http::string_body>& parser) -> net::awaitable<bool> {
+      auto& h = parser.get();
+      if (api_token_ && !api::token_matches(*api_token_, h[http::field::authorization], h["X-API-KEY"])) {
+        auto res = api::message_response(http::status::unauthorized, "missing or invalid API token");
+        res.set(http::field::www_authenticate, "Bearer");
+        res.keep_alive(false);  // the body, if any, is left unread
+        res.prepare_payload();
+        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+        co_return false;
+      }
+      co_return co_await gateway_->forward(stream, buffer, parser);
+    };
+  }
   auto admin_handler = [this](api::Request& req) -> net::awaitable<api::Response> {
     co_return api::handle_admin(req, readiness_);
   };

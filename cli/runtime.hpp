@@ -7,6 +7,7 @@
 #include <string>
 
 #include "api/admin.hpp"
+#include "api/gateway.hpp"
 #include "certs/ca.hpp"
 #include "certs/cert_cache.hpp"
 #include "api/secrets_api.hpp"
@@ -58,6 +59,7 @@ class Runtime {
   std::unique_ptr<secrets::SecretRegistry> registry_;
   std::unique_ptr<secrets::SecretValue> api_token_;
   std::unique_ptr<api::SecretsApi> secrets_api_;
+  std::unique_ptr<api::Gateway> gateway_;
   api::Readiness readiness_;
   TrustFiles trust_;
   proxy::ConnectionTracker tracker_;

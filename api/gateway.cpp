@@ -1,0 +1,171 @@
+#include "api/gateway.hpp"
+
+#include <boost/asio/this_coro.hpp>
+
+#include "core/encoding.hpp"
+#include "core/log.hpp"
+#include "proxy/relay.hpp"
+#include "secrets/secret_name.hpp"
+
+namespace sidekey::api {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using proxy::tuple_awaitable;
+
+Gateway::Gateway(const std::string& upstream_url, proxy::UpstreamTls& tls, Options options) : tls_(tls), opt_(options) {
+  auto url = policy::parse_absolute_url(upstream_url);
+  if (!url) throw std::invalid_argument("agent.upstream is not an http(s) URL: " + upstream_url);
+  dest_ = url->destination;
+  base_path_ = url->target.substr(0, url->target.find('?'));
+  while (!base_path_.empty() && base_path_.back() == '/') base_path_.pop_back();
+}
+
+bool Gateway::forwards(std::string_view target) {
+  auto path = target.substr(0, target.find('?'));
+  if (path.rfind("/ap/v1/", 0) != 0) return false;
+  return true;
+}
+
+net::awaitable<std::optional<proxy::ConnectResult>> Gateway::connect() {
+  proxy::VettedAddresses addrs;
+  if (auto ip = IpAddress::parse(dest_.host)) {
+    addrs.endpoints.emplace_back(net::ip::make_address(ip->to_string()), dest_.port);
+  } else {
+    tcp::resolver resolver(co_await net::this_coro::executor);
+    auto [ec, results] = co_await resolver.async_resolve(dest_.host, std::to_string(dest_.port), tuple_awaitable);
+    if (ec) co_return std::nullopt;
+    for (const auto& r : results) addrs.endpoints.push_back(r.endpoint());
+  }
+  auto r = co_await proxy::connect_upstream(dest_, addrs, tls_, opt_.connect_timeout);
+  if (auto* c = std::get_if<proxy::ConnectResult>(&r)) co_return std::move(*c);
+  log::warn("agent_unreachable", {{"upstream", dest_.authority()}, {"error", std::get<policy::Refusal>(r).message}});
+  co_return std::nullopt;
+}
+
+namespace {
+template <class Stream>
+net::awaitable<bool> answer(Stream& s, http::status status, std::string_view message, unsigned version, bool keep) {
+  http::response<http::string_body> res{status, version};
+  res.set(http::field::content_type, "application/json");
+  res.body() = nlohmann::json{{"message", std::string(message)}}.dump();
+  res.keep_alive(keep);
+  res.prepare_payload();
+  auto [ec, n] = co_await http::async_write(s, res, tuple_awaitable);
+  co_return !ec && keep;
+}
+}  // namespace
+
+net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buffer& buffer,
+                                      http::request_parser<http::string_body>& header_parser) {
+  http::request_parser<http::buffer_body> p{std::move(header_parser)};
+  p.body_limit(boost::none);
+  auto& req = p.get();
+  unsigned version = req.version();
+  bool client_keep = req.keep_alive();
+  policy::Headers headers;
+  for (const auto& f : req) {
+    if (f.name() == http::field::content_length || f.name() == http::field::transfer_encoding) continue;
+    if (opt_.strip_sidekey_auth && (f.name() == http::field::authorization || iequals(f.name_string(), "X-API-KEY")))
+      continue;
+    headers.push_back({std::string(f.name_string()), std::string(f.value())});
+  }
+  policy::strip_hop_by_hop(headers);
+  policy::remove_header(headers, "Host");
+  headers.push_back({"Host", dest_.host_header()});
+  bool chunked = req.chunked();
+  auto length = p.content_length();
+  bool had_body = !p.is_done();
+
+  auto connected = co_await connect();
+  if (!connected) co_return co_await answer(client, http::status::bad_gateway, "the agent is not reachable", version, !had_body && client_keep);
+  auto conn = std::move(connected->connection);
+
+  proxy::replace_fields(req, headers);
+  req.target(base_path_ + std::string(req.target()));
+  req.version(11);
+  if (chunked) req.chunked(true);
+  else if (length) req.content_length(*length);
+  req.keep_alive(true);
+
+  std::uint64_t in_bytes = 0, out_bytes = 0;
+  proxy::Passthrough pass;
+  auto sent = co_await std::visit(
+      [&](auto& up) { return proxy::relay_body(client, buffer, p, up, pass, opt_.idle_timeout, in_bytes, true); },
+      conn->stream);
+  if (sent.status != proxy::RelayStatus::ok) {
+    conn->close();
+    if (sent.status == proxy::RelayStatus::read_failed) co_return false;
+    co_return co_await answer(client, http::status::bad_gateway, "the agent closed the connection", version, false);
+  }
+
+  http::response_parser<http::buffer_body> rp;
+  rp.header_limit(static_cast<std::uint32_t>(opt_.max_header_bytes));
+  rp.body_limit(boost::none);
+  if (req.method() == http::verb::head) rp.skip(true);
+  conn->tcp().expires_after(opt_.request_timeout);
+  auto [ec, n] = co_await std::visit([&](auto& up) { return http::async_read_header(up, conn->buffer, rp, tuple_awaitable); },
+                                     conn->stream);
+  if (ec) {
+    conn->close();
+    co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
+  }
+  auto& res = rp.get();
+  bool header_only = req.method() == http::verb::head || res.result() == http::status::no_content ||
+                     res.result() == http::status::not_modified;
+  policy::Headers res_headers;
+  for (const auto& f : res)
+    if (f.name() != http::field::content_length && f.name() != http::field::transfer_encoding)
+      res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
+  policy::strip_hop_by_hop(res_headers);
+  bool res_chunked = res.chunked();
+  auto res_length = rp.content_length();
+  proxy::replace_fields(res, res_headers);
+  bool keep = client_keep;
+  if (version == 10 && !res_length && !header_only) keep = false;
+  else if (res_chunked) res.chunked(true);
+  else if (res_length) res.content_length(*res_length);
+  else if (!header_only) res.chunked(true);
+  res.version(version);
+  res.keep_alive(keep);
+  auto got = co_await std::visit(
+      [&](auto& up) {
+        return proxy::relay_body(up, conn->buffer, rp, client, pass, opt_.idle_timeout, out_bytes, true, std::nullopt,
+                                 header_only);
+      },
+      conn->stream);
+  if (got.status != proxy::RelayStatus::ok) {
+    conn->close();
+    co_return false;
+  }
+  if (rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0)
+    proxy::UpstreamPool::for_this_thread().put(std::move(conn), opt_.idle_timeout);
+  else
+    conn->close();
+  co_return keep;
+}
+
+net::awaitable<std::optional<int>> Gateway::task_status(const std::string& task_id) {
+  if (!secrets::valid_task_id(task_id)) co_return 404;
+  auto connected = co_await connect();
+  if (!connected) co_return std::nullopt;
+  auto conn = std::move(connected->connection);
+  http::request<http::empty_body> req{http::verb::get, base_path_ + "/ap/v1/agent/tasks/" + task_id, 11};
+  req.set(http::field::host, dest_.host_header());
+  req.keep_alive(true);
+  conn->tcp().expires_after(opt_.request_timeout);
+  auto [wec, wn] = co_await std::visit([&](auto& up) { return http::async_write(up, req, tuple_awaitable); }, conn->stream);
+  if (wec) co_return std::nullopt;
+  http::response_parser<http::string_body> rp;
+  rp.body_limit(1 << 20);
+  auto [rec, rn] = co_await std::visit([&](auto& up) { return http::async_read(up, conn->buffer, rp, tuple_awaitable); },
+                                       conn->stream);
+  if (rec) co_return std::nullopt;
+  int status = rp.get().result_int();
+  if (rp.keep_alive() && conn->buffer.size() == 0) proxy::UpstreamPool::for_this_thread().put(std::move(conn), opt_.idle_timeout);
+  else conn->close();
+  co_return status;
+}
+
+}  // namespace sidekey::api

@@ -1,0 +1,49 @@
+#pragma once
+// Gateway mode (SPEC section 2): with agent.upstream set, every /ap/v1/… request on the api
+// listener other than the secrets endpoints is forwarded to the agent, streamed both ways
+// (artifact uploads and downloads are never held whole). The agent is the operator's own
+// service, so the egress guard does not apply to it.
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "policy/destination.hpp"
+#include "proxy/upstream.hpp"
+
+namespace sidekey::api {
+
+class Gateway {
+ public:
+  struct Options {
+    std::chrono::milliseconds connect_timeout{10000}, idle_timeout{60000}, request_timeout{300000};
+    std::size_t max_header_bytes = 65536;
+    bool strip_sidekey_auth = true;  // the api token is sidekey's, not the agent's
+  };
+  // Throws std::invalid_argument when `upstream_url` is not an http(s) URL.
+  Gateway(const std::string& upstream_url, proxy::UpstreamTls& tls, Options options);
+
+  static bool forwards(std::string_view target);  // /ap/v1/… but not the secrets endpoints
+
+  // Streams the request (head already read into `parser`) to the agent and the answer back.
+  // Returns whether the client connection may be kept alive.
+  boost::asio::awaitable<bool> forward(boost::beast::tcp_stream& client, boost::beast::flat_buffer& buffer,
+                                       boost::beast::http::request_parser<boost::beast::http::string_body>& parser);
+
+  // The agent's status for GET /ap/v1/agent/tasks/{task_id} (200, 404, …), or nullopt when the
+  // agent cannot be reached.
+  boost::asio::awaitable<std::optional<int>> task_status(const std::string& task_id);
+
+ private:
+  boost::asio::awaitable<std::optional<proxy::ConnectResult>> connect();
+  policy::Destination dest_;
+  std::string base_path_;  // the upstream URL's path without its trailing '/'
+  proxy::UpstreamTls& tls_;
+  Options opt_;
+};
+
+}  // namespace sidekey::api
