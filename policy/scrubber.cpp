@@ -194,7 +194,6 @@ void append_percent_style(std::string& out, std::string_view in, const ByteSet& 
 }
 
 constexpr char kStdAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr char kUrlAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 // Appends characters [j0, j1) of the base64 encoding of (`lead` zero bytes + bytes); character
 // j holds bits [6j, 6j+6) of that byte stream, zero past its end.

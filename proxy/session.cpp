@@ -9,6 +9,8 @@
 #include "core/log.hpp"
 #include "core/random.hpp"
 #include "policy/rewrite.hpp"
+#include "policy/scrubber.hpp"
+#include "secrets/secret_name.hpp"
 #include "proxy/audit.hpp"
 #include "proxy/framing.hpp"
 #include "proxy/relay.hpp"
@@ -109,6 +111,11 @@ policy::Headers to_headers(const http::fields& f) {
 
 // Replaces every field of `m` with `headers` (framing is set by the caller).
 // ---------------------------------------------------------------------------------------------
+
+// Responses that carry no body whatever their headers say.
+bool header_only_response(http::verb method, http::status status) {
+  return method == http::verb::head || status == http::status::no_content || status == http::status::not_modified;
+}
 
 struct RequestState {
   AuditRecord audit;
@@ -303,6 +310,8 @@ net::awaitable<bool> Session<Client>::serve_one() {
   bool upgrade = policy::is_upgrade_request(plan.headers);
   replace_fields(req, plan.headers);
   req.erase(http::field::expect);  // sidekey answers 100-continue itself, once the request may go
+  // A compressed echo would carry the plaintext past the scrubber: ask for the identity coding.
+  if (plan.scrub) req.set(http::field::accept_encoding, "identity");
   req.method_string(plan.method);
   req.target(plan.target);
   req.version(11);
@@ -346,6 +355,23 @@ net::awaitable<bool> Session<Client>::serve_one() {
     for (const auto& s : substituter->secrets_used())
       if (std::find(st.audit.secrets.begin(), st.audit.secrets.end(), s) == st.audit.secrets.end()) st.audit.secrets.push_back(s);
     if (substituter->found_reference()) st.audit.injected.push_back("body");
+  }
+  // Everything written upstream is now known: the plan's values and any body substitutions.
+  policy::Scrubber scrubber;
+  if (plan.scrub) {
+    std::vector<std::string> body_refs;
+    std::vector<policy::ScrubPattern> patterns;
+    for (const auto& w : plan.written) patterns.push_back({w.bytes.reveal(), w.replacement});
+    if (substituter) {
+      const auto& names = substituter->secrets_used();
+      const auto& values = substituter->values_used();
+      body_refs.reserve(values.size());
+      for (std::size_t i = 0; i < values.size() && i < names.size(); ++i) {
+        body_refs.push_back(secrets::reference_for(names[i]));
+        patterns.push_back({values[i]->reveal(), body_refs.back()});
+      }
+    }
+    if (!patterns.empty()) scrubber = policy::Scrubber(policy::ScrubSet::build(patterns));
   }
   if (sent.status != RelayStatus::ok) {
     conn->close();  // never reuse a connection after an error (invariant 10)
@@ -405,14 +431,32 @@ net::awaitable<bool> Session<Client>::serve_one() {
     res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
   }
   policy::strip_hop_by_hop(res_headers, switching);
+  bool scrubbing = !scrubber.empty();
+  if (scrubbing) {
+    if (auto* ce = policy::find_header(res_headers, "Content-Encoding"); ce && !iequals(ce->value, "identity")) {
+      conn->close();
+      co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
+                                                          "the upstream answered with Content-Encoding " + ce->value +
+                                                              " although identity was asked for; sidekey cannot scrub it")
+                                        .with_host(upstream_dest.host), true);
+    }
+    for (auto& h : res_headers) {
+      std::string clean = scrubber.scrub_all(h.value);
+      secrets::wipe(h.value);  // it may have held the plaintext
+      h.value = std::move(clean);
+    }
+  }
   bool chunked_out = res.chunked();
   auto length_out = rp.content_length();
+  bool header_only = header_only_response(req.method(), res.result());
+  if (scrubbing && length_out && !header_only) {
+    length_out.reset();  // scrubbing changes the length: re-chunked (or close-delimited for HTTP/1.0)
+    chunked_out = true;
+  }
   bool eof_delimited = rp.need_eof() && !chunked_out && !length_out;
   replace_fields(res, res_headers);
   res.set("X-Sidekey-Request-Id", st.audit.request_id);
   bool keep = st.client_keep_alive && !switching && !ctx_.tracker.draining.load(std::memory_order_relaxed);
-  bool header_only = req.method() == http::verb::head || res.result() == http::status::no_content ||
-                     res.result() == http::status::not_modified;
   if (st.version == 10 && !length_out && !header_only) {
     keep = false;  // an HTTP/1.0 client knows no chunked coding: the body ends when we close
   } else if (chunked_out) {
@@ -425,13 +469,18 @@ net::awaitable<bool> Session<Client>::serve_one() {
   res.version(st.version);
   if (!switching) res.keep_alive(keep);
 
-  Passthrough pass;
+  auto scrub = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
+    scrubber.feed(piece, out);
+    if (last) scrubber.finish(out);
+    return std::nullopt;
+  };
   RelayResult got = co_await std::visit(
       [&](auto& up) {
-        return relay_body(up, conn->buffer, rp, client_, pass, ctx_.idle_timeout, st.audit.bytes_out, true, std::nullopt,
-                          header_only);
+        return relay_body(up, conn->buffer, rp, client_, scrub, ctx_.idle_timeout, st.audit.bytes_out, !scrubbing,
+                          std::nullopt, header_only);
       },
       conn->stream);
+  st.audit.scrubbed = scrubber.replaced();
   if (got.status != RelayStatus::ok) {
     conn->close();
     st.audit.error = got.status == RelayStatus::read_failed ? "upstream_aborted" : "client_aborted";

@@ -293,8 +293,12 @@ class UpstreamErrorTest(unittest.TestCase):
             self.assertTrue(closed, "sidekey kept the client connection after a truncated response")
             if got.startswith(b"HTTP/1.1 200"):
                 head, _, body = got.partition(b"\r\n\r\n")
-                self.assertIn(b"content-length: 1000", head.lower())
-                self.assertLess(len(body), 1000)
+                # Scrubbing (inject rule) re-chunks: then the last chunk must be missing.
+                if b"transfer-encoding: chunked" in head.lower():
+                    self.assertFalse(body.endswith(b"0\r\n\r\n"), "a truncated body was completed")
+                else:
+                    self.assertIn(b"content-length: 1000", head.lower())
+                    self.assertLess(len(body), 1000)
         with RawClient(self.sk.proxy_addr) as c:
             self.assertEqual(self.exchange(c, "/after").body, b"fine")
 

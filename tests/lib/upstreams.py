@@ -550,6 +550,7 @@ class Upstream:
                 self._socks.append(conn)
         reader = _Reader(conn, self._count)
         w = ConnWriter(conn, self._stop)
+        w.reader = reader   # actions that take the connection over (WebSocketEcho) read through it
         index = 0
         try:
             while not self._stop.is_set():
@@ -680,6 +681,14 @@ class RawClient:
         host, port = addr.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.reader = _Reader(self.sock, lambda n, data: None)
+
+    @classmethod
+    def over(cls, sock):
+        """A RawClient speaking on an already connected socket (e.g. TLS inside a CONNECT tunnel)."""
+        c = cls.__new__(cls)
+        c.sock = sock
+        c.reader = _Reader(sock, lambda n, data: None)
+        return c
 
     def send(self, data):
         if isinstance(data, str):
@@ -1028,3 +1037,201 @@ class BodyReader:
             if not piece:
                 return b"".join(parts)
             parts.append(piece)
+
+
+# ------------------------------------------------------------------------------------------------
+# A throwaway certificate authority for TLS upstreams (the openssl command)
+
+
+class TestCA:
+    """A CA of its own in `folder`, for TLS upstreams that stand in for real hosts:
+
+        ca = TestCA(folder)
+        cert, key = ca.issue(["api.openai.test", "127.0.0.1"])   # SANs: DNS names and IP addresses
+        Upstream(ssl_context=tls_server_context(cert, key))
+        ... tls: {upstream_ca_file: ca.cert} ...
+    """
+
+    def __init__(self, folder, name="sidekey tests upstream CA"):
+        import os
+        self.folder = folder
+        self.cert = os.path.join(folder, "test-ca.pem")
+        self.key = os.path.join(folder, "test-ca.key")
+        self._serial = 0
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", self.key, "-out", self.cert, "-days", "2", "-subj", "/CN=" + name,
+                        "-addext", "basicConstraints=critical,CA:TRUE",
+                        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                        "-addext", "subjectKeyIdentifier=hash"],
+                       check=True, capture_output=True, timeout=60)
+
+    def issue(self, names, stem=None):
+        """A leaf for `names` (first one is the CN) signed by this CA; returns (cert_path, key_path)."""
+        import ipaddress
+        import os
+        self._serial += 1
+        stem = stem or "leaf%d" % self._serial
+        cert, key = os.path.join(self.folder, stem + ".crt"), os.path.join(self.folder, stem + ".key")
+        csr, ext = os.path.join(self.folder, stem + ".csr"), os.path.join(self.folder, stem + ".ext")
+        sans = []
+        for n in names:
+            try:
+                ipaddress.ip_address(n)
+                sans.append("IP:" + n)
+            except ValueError:
+                sans.append("DNS:" + n)
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+                    % ",".join(sans))
+        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", key, "-out", csr, "-subj", "/CN=" + names[0]],
+                       check=True, capture_output=True, timeout=60)
+        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
+                        "-set_serial", str(1000 + self._serial), "-days", "2", "-extfile", ext, "-out", cert],
+                       check=True, capture_output=True, timeout=60)
+        return cert, key
+
+
+def cert_der(path):
+    """The DER bytes of the (first) certificate in a PEM file."""
+    import ssl
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+# ------------------------------------------------------------------------------------------------
+# CONNECT tunnels spoken by hand
+
+
+def open_tunnel(proxy_addr, authority, timeout=15, extra_headers=""):
+    """Sends `CONNECT authority` on a new connection. Returns (client, status, response): on 200
+    the RawClient whose socket now carries the tunnel (response is None); otherwise the refusal
+    as a RawResponse (and the client, still open)."""
+    c = RawClient(proxy_addr, timeout)
+    c.send("CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (authority, authority, extra_headers))
+    head = c.reader.read_until(b"\r\n\r\n")
+    status_line, headers = _parse_head(head)
+    status = int(status_line[1])
+    if status == 200:
+        c.reader.take_message()
+        if c.reader.buf:
+            raise AssertionError("bytes after the CONNECT answer: %r" % c.reader.buf[:100])
+        return c, status, None
+    cl = 0
+    for n, v in headers:
+        if n.lower() == "content-length":
+            cl = int(v)
+    body = c.reader.read_exact(cl)
+    resp = RawResponse(status, " ".join(status_line[2:]), status_line[0], headers, body, c.reader.take_message())
+    return c, status, resp
+
+
+def tls_over(client, cafile=None, server_hostname=None, verify=True, timeout=15):
+    """Wraps a tunnel's socket in TLS (client side) and returns a RawClient on it. The handshake
+    happens here (ssl.SSLError when the proxy refuses it)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify:
+        ctx.load_verify_locations(cafile)
+        ctx.check_hostname = server_hostname is not None
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    client.sock.settimeout(timeout)
+    tls = ctx.wrap_socket(client.sock, server_hostname=server_hostname)
+    return RawClient.over(tls)
+
+
+# ------------------------------------------------------------------------------------------------
+# WebSocket (RFC 6455), just enough for an echo
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key):
+    import base64
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def ws_frame(payload, opcode=1, mask=True, fin=True):
+    """One frame; clients mask (mask=True), servers do not."""
+    import os
+    import struct
+    if isinstance(payload, str):
+        payload = payload.encode()
+    out = bytearray([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        out.append(mbit | n)
+    elif n < 65536:
+        out.append(mbit | 126)
+        out += struct.pack("!H", n)
+    else:
+        out.append(mbit | 127)
+        out += struct.pack("!Q", n)
+    if mask:
+        key = os.urandom(4)
+        out += key
+        out += bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    else:
+        out += payload
+    return bytes(out)
+
+
+def ws_read_frame(reader):
+    """Reads one frame through a _Reader (RawClient.reader); returns (opcode, payload, was_masked)."""
+    import struct
+    b0, b1 = reader.read_exact(2)
+    opcode = b0 & 0x0F
+    masked = bool(b1 & 0x80)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", reader.read_exact(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", reader.read_exact(8))[0]
+    key = reader.read_exact(4) if masked else None
+    payload = reader.read_exact(n)
+    if masked:
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    reader.take_message()
+    return opcode, payload, masked
+
+
+class WebSocketEcho:
+    """Answers a WebSocket upgrade with 101 and echoes every text/binary frame (unmasked, as a
+    server sends), answers ping with pong and close with close. A request that is not an upgrade
+    gets 400. `handshakes` holds the upgrade requests, `received` the (opcode, payload) frames,
+    `unmasked_from_client` counts client frames that arrived unmasked (a protocol error)."""
+
+    def __init__(self):
+        self.handshakes = []
+        self.received = []
+        self.unmasked_from_client = 0
+
+    def __call__(self, req, w):
+        if (req.header("Upgrade") or "").lower() != "websocket" or not req.header("Sec-WebSocket-Key"):
+            return Reply(400, b"not a websocket upgrade")(req, w)
+        self.handshakes.append(req)
+        w.head(101, [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                     ("Sec-WebSocket-Accept", ws_accept(req.header("Sec-WebSocket-Key")))],
+               reason="Switching Protocols")
+        reader = w.reader
+        while True:
+            try:
+                opcode, payload, masked = ws_read_frame(reader)
+            except (_Closed, OSError, ValueError):
+                return False
+            if not masked:
+                self.unmasked_from_client += 1
+            self.received.append((opcode, payload))
+            if opcode == 8:
+                w.send(ws_frame(payload[:2], opcode=8, mask=False))
+                return False
+            if opcode == 9:
+                w.send(ws_frame(payload, opcode=10, mask=False))
+            elif opcode in (1, 2):
+                w.send(ws_frame(payload, opcode=opcode, mask=False))

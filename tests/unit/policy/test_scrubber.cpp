@@ -385,7 +385,8 @@ BOOST_AUTO_TEST_CASE(every_split_of_each_form_alone) {
 
 BOOST_AUTO_TEST_CASE(one_byte_feeds_of_a_long_body) {
   std::string secret = "sk-proj-0123456789abcdefXYZ/+=";
-  Patterns p{{"Bearer " + secret, "Bearer {{secrets.k}}"}, {secret, "{{secrets.k}}"}};
+  std::string header = "Bearer " + secret;  // ScrubPattern borrows: the strings must outlive it
+  Patterns p{{header, "Bearer {{secrets.k}}"}, {secret, "{{secrets.k}}"}};
   auto forms = all_forms(p);
   std::mt19937 rng(7);
   std::string body;
@@ -807,15 +808,15 @@ BOOST_AUTO_TEST_CASE(randomized_binary_bodies) {
   std::mt19937 rng(99);
   for (int iter = 0; iter < 200; ++iter) {
     Patterns p;
-    std::vector<std::string> secrets;
+    std::vector<std::string> secrets, refs;
     std::size_t count = 1 + rng() % 2;
-    secrets.reserve(count);
     for (std::size_t i = 0; i < count; ++i) {
       std::string s = random_bytes(rng, 1 + rng() % 12);
       for (auto& c : s) c = static_cast<char>('a' + static_cast<unsigned char>(c) % 4);  // tiny alphabet: many overlaps
       secrets.push_back(s);
+      refs.push_back("<R" + std::to_string(i) + ">");
     }
-    for (std::size_t i = 0; i < count; ++i) p.push_back({secrets[i], "<R" + std::to_string(i) + ">"});
+    for (std::size_t i = 0; i < count; ++i) p.push_back({secrets[i], refs[i]});
     auto forms = all_forms(p);
     std::string body;
     std::size_t len = rng() % 300;
