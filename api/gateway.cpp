@@ -72,6 +72,12 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
     headers.push_back({std::string(f.name_string()), std::string(f.value())});
   }
   policy::strip_hop_by_hop(headers);
+  // Like the proxy, sidekey answers 100-continue itself once the agent is connected.
+  bool expect_continue = false;
+  if (auto* e = policy::find_header(headers, "Expect")) {
+    expect_continue = iequals(e->value, "100-continue");
+    policy::remove_header(headers, "Expect");
+  }
   policy::remove_header(headers, "Host");
   headers.push_back({"Host", dest_.host_header()});
   bool chunked = req.chunked();
@@ -89,6 +95,14 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   else if (length) req.content_length(*length);
   req.keep_alive(true);
 
+  if (expect_continue && had_body) {
+    std::string interim = version == 10 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n";
+    auto [cec, cn] = co_await net::async_write(client, net::buffer(interim), tuple_awaitable);
+    if (cec) {
+      conn->close();
+      co_return false;
+    }
+  }
   std::uint64_t in_bytes = 0, out_bytes = 0;
   proxy::Passthrough pass;
   auto sent = co_await std::visit(
@@ -100,17 +114,23 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
     co_return co_await answer(client, http::status::bad_gateway, "the agent closed the connection", version, false);
   }
 
-  http::response_parser<http::buffer_body> rp;
-  rp.header_limit(static_cast<std::uint32_t>(opt_.max_header_bytes));
-  rp.body_limit(boost::none);
-  if (req.method() == http::verb::head) rp.skip(true);
-  conn->tcp().expires_after(opt_.request_timeout);
-  auto [ec, n] = co_await std::visit([&](auto& up) { return http::async_read_header(up, conn->buffer, rp, tuple_awaitable); },
-                                     conn->stream);
-  if (ec) {
-    conn->close();
-    co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
+  // Interim (1xx) answers are read past: the client gets the final one.
+  std::optional<http::response_parser<http::buffer_body>> slot;
+  for (;;) {
+    auto& r = slot.emplace();
+    r.header_limit(static_cast<std::uint32_t>(opt_.max_header_bytes));
+    r.body_limit(boost::none);
+    if (req.method() == http::verb::head) r.skip(true);
+    conn->tcp().expires_after(opt_.request_timeout);
+    auto [ec, n] = co_await std::visit([&](auto& up) { return http::async_read_header(up, conn->buffer, r, tuple_awaitable); },
+                                       conn->stream);
+    if (ec) {
+      conn->close();
+      co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
+    }
+    if (r.get().result_int() >= 200 || r.get().result_int() == 101) break;
   }
+  auto& rp = *slot;
   auto& res = rp.get();
   bool header_only = req.method() == http::verb::head || res.result() == http::status::no_content ||
                      res.result() == http::status::not_modified;

@@ -118,7 +118,7 @@ void Runtime::start() {
         task_known = co_await gateway_->task_status(*task);
       if (!task_known)
         res = api::message_response(http::status::bad_gateway, "the agent is not reachable");
-      else if (*task_known == 404)
+      else if (*task_known < 200 || *task_known > 299)  // some agents answer 500 for an unknown task
         res = api::message_response(http::status::not_found, "Unable to find task with the provided id");
       else
         res = secrets_api_->handle(req);
