@@ -12,6 +12,7 @@
 #include "cli/common.hpp"
 #include "cli/runtime.hpp"
 #include "core/log.hpp"
+#include "core/yaml_util.hpp"
 #include "secrets/secret_name.hpp"
 
 extern char** environ;
@@ -108,6 +109,9 @@ int cmd_exec(const Args& all) {
   Runtime runtime(cfg);
   try {
     runtime.start();
+  } catch (const PositionedError& e) {  // a bad policy file: a configuration error
+    print_error(e.what());
+    return 2;
   } catch (const std::exception& e) {
     print_error(e.what());
     return 1;

@@ -170,6 +170,32 @@ net::awaitable<void> pump(From& from, To& to, std::chrono::milliseconds idle, st
   lowest(to).socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
 }
 
+// Like pump(), but every piece read goes through `transform(piece, out) -> bool` first; false
+// ends the pump (and shuts down the writing side).
+template <class From, class To, class Transform>
+net::awaitable<void> pump_through(From& from, To& to, std::chrono::milliseconds idle, std::uint64_t& bytes,
+                                  Transform& transform) {
+  std::array<char, 16384> buf;
+  std::string out;
+  for (;;) {
+    lowest(from).expires_after(idle);
+    auto [ec, n] = co_await from.async_read_some(net::buffer(buf), tuple_awaitable);
+    if (n > 0) {
+      out.clear();
+      if (!transform(std::string_view(buf.data(), n), out)) break;
+      lowest(to).expires_after(idle);
+      auto [wec, wn] = co_await net::async_write(to, net::buffer(out), tuple_awaitable);
+      secrets::wipe(out);
+      bytes += wn;
+      if (wec) break;
+    }
+    if (ec) break;
+  }
+  beast::error_code ignored;
+  lowest(to).socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  lowest(from).socket().shutdown(net::ip::tcp::socket::shutdown_receive, ignored);
+}
+
 template <class A, class B>
 net::awaitable<void> tunnel(A& a, B& b, std::chrono::milliseconds idle, std::uint64_t& a_to_b, std::uint64_t& b_to_a) {
   co_await (pump(a, b, idle, a_to_b) && pump(b, a, idle, b_to_a));

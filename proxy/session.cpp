@@ -10,10 +10,12 @@
 #include "core/random.hpp"
 #include "policy/rewrite.hpp"
 #include "policy/scrubber.hpp"
+#include <unordered_map>
 #include "secrets/secret_name.hpp"
 #include "proxy/audit.hpp"
 #include "proxy/framing.hpp"
 #include "proxy/relay.hpp"
+#include "proxy/ws_scrubber.hpp"
 #include "secrets/secret_value.hpp"
 
 namespace sidekey::proxy {
@@ -100,17 +102,60 @@ FramingFields framing_of(const http::fields& f) {
   return out;
 }
 
+// The head as the policy sees it, framing fields included (rewrite() decides from them whether
+// there is a body to substitute in); the proxy sets the upstream framing itself afterwards.
 policy::Headers to_headers(const http::fields& f) {
   policy::Headers h;
-  for (const auto& field : f) {
-    if (field.name() == http::field::content_length || field.name() == http::field::transfer_encoding) continue;
-    h.push_back({std::string(field.name_string()), std::string(field.value())});
-  }
+  for (const auto& field : f) h.push_back({std::string(field.name_string()), std::string(field.value())});
   return h;
 }
 
 // Replaces every field of `m` with `headers` (framing is set by the caller).
 // ---------------------------------------------------------------------------------------------
+
+// Building a scrub set costs tens of microseconds; the same rule and secrets give the same set,
+// so each worker keeps recent sets. The key is what determines the written bytes without
+// holding them: each replacement (the written value with references in place of secrets) and
+// the identity of each secret value used; the entry holds those values, so an address cannot be
+// reused by a rotated secret while the entry lives.
+class ScrubSetCache {
+ public:
+  std::shared_ptr<const policy::ScrubSet> get(const policy::RewritePlan& plan, const policy::SecretLookup& lookup) {
+    std::string key;
+    std::vector<std::shared_ptr<const secrets::SecretValue>> values;
+    for (const auto& name : plan.secrets) {
+      const auto* entry = lookup.find(name);
+      if (!entry || !entry->value) return policy::ScrubSet::build(plan.written);  // not cacheable
+      values.push_back(entry->value);
+      key += name;
+      key += '\0';
+      key += std::to_string(reinterpret_cast<std::uintptr_t>(entry->value.get()));
+      key += '\0';
+    }
+    for (const auto& w : plan.written) {
+      key += w.replacement;
+      key += '\0';
+    }
+    if (auto it = entries_.find(key); it != entries_.end()) return it->second.set;
+    auto set = policy::ScrubSet::build(plan.written);
+    if (entries_.size() >= kCapacity) entries_.clear();  // simple and bounded: sets are cheap to rebuild
+    entries_.emplace(std::move(key), Entry{set, std::move(values)});
+    return set;
+  }
+
+ private:
+  static constexpr std::size_t kCapacity = 256;
+  struct Entry {
+    std::shared_ptr<const policy::ScrubSet> set;
+    std::vector<std::shared_ptr<const secrets::SecretValue>> values;
+  };
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+ScrubSetCache& scrub_sets_for_this_thread() {
+  thread_local ScrubSetCache cache;
+  return cache;
+}
 
 // Responses that carry no body whatever their headers say.
 bool header_only_response(http::verb method, http::status status) {
@@ -204,12 +249,14 @@ net::awaitable<bool> Session<Client>::serve_one() {
   if (auto problem = framing_problem(framing))
     co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "ambiguous framing: " + *problem), false);
 
-  InflightGuard inflight(ctx_.tracker);
   if (req.method() == http::verb::connect) {
+    // Not counted as in flight: a tunnel lives as long as the client wants, and the requests
+    // inside an intercepted one are counted on their own.
     if (intercepted_)
       co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "CONNECT inside an intercepted connection"), false);
     co_return co_await serve_connect(st, p);
   }
+  InflightGuard inflight(ctx_.tracker);
 
   // Where is this going?
   std::string target(req.target());
@@ -309,9 +356,14 @@ net::awaitable<bool> Session<Client>::serve_one() {
   auto length_in = p.content_length();
   bool upgrade = policy::is_upgrade_request(plan.headers);
   replace_fields(req, plan.headers);
+  req.erase(http::field::content_length);  // framing is ours to set, below
+  req.erase(http::field::transfer_encoding);
   req.erase(http::field::expect);  // sidekey answers 100-continue itself, once the request may go
   // A compressed echo would carry the plaintext past the scrubber: ask for the identity coding.
-  if (plan.scrub) req.set(http::field::accept_encoding, "identity");
+  if (plan.scrub) {
+    req.set(http::field::accept_encoding, "identity");
+    req.erase(http::field::sec_websocket_extensions);  // no permessage-deflate past the scrubber
+  }
   req.method_string(plan.method);
   req.target(plan.target);
   req.version(11);
@@ -358,7 +410,10 @@ net::awaitable<bool> Session<Client>::serve_one() {
   }
   // Everything written upstream is now known: the plan's values and any body substitutions.
   policy::Scrubber scrubber;
-  if (plan.scrub) {
+  bool body_substituted = substituter && !substituter->values_used().empty();
+  if (plan.scrub && !plan.written.empty() && !body_substituted) {
+    scrubber = policy::Scrubber(scrub_sets_for_this_thread().get(plan, lookup));
+  } else if (plan.scrub) {
     std::vector<std::string> body_refs;
     std::vector<policy::ScrubPattern> patterns;
     for (const auto& w : plan.written) patterns.push_back({w.bytes.reveal(), w.replacement});
@@ -431,15 +486,28 @@ net::awaitable<bool> Session<Client>::serve_one() {
     res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
   }
   policy::strip_hop_by_hop(res_headers, switching);
-  bool scrubbing = !scrubber.empty();
-  if (scrubbing) {
-    if (auto* ce = policy::find_header(res_headers, "Content-Encoding"); ce && !iequals(ce->value, "identity")) {
+  // A transfer coding other than chunked would be dropped by our re-framing and reach the client
+  // unlabelled (and, compressed, unscrubbable).
+  for (const auto& f : res)
+    if (f.name() == http::field::transfer_encoding && !iequals(f.value(), "chunked")) {
       conn->close();
       co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
-                                                          "the upstream answered with Content-Encoding " + ce->value +
-                                                              " although identity was asked for; sidekey cannot scrub it")
+                                                          "the upstream answered with a transfer coding other than chunked")
                                         .with_host(upstream_dest.host), true);
     }
+  bool scrubbing = !scrubber.empty();
+  if (scrubbing) {
+    // Every Content-Encoding field must be identity: the message names no value, which could
+    // carry an echo of the plaintext.
+    for (const auto& h : res_headers)
+      if (iequals(h.name, "Content-Encoding") && !iequals(h.value, "identity")) {
+        conn->close();
+        co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
+                                                            "the upstream answered with a Content-Encoding other than "
+                                                            "identity although identity was asked for; sidekey cannot "
+                                                            "scrub a compressed body")
+                                          .with_host(upstream_dest.host), true);
+      }
     for (auto& h : res_headers) {
       std::string clean = scrubber.scrub_all(h.value);
       secrets::wipe(h.value);  // it may have held the plaintext
@@ -489,9 +557,39 @@ net::awaitable<bool> Session<Client>::serve_one() {
   }
 
   if (switching) {
-    // Protocol switched (WebSocket): relay bytes both ways until either side closes.
+    // Protocol switched (WebSocket): relay both ways until either side closes. On a scrubbed
+    // rule the upstream's frames go through the frame scrubber.
     std::uint64_t up_bytes = 0, down_bytes = 0;
-    co_await std::visit([&](auto& up) { return tunnel(client_, up, ctx_.idle_timeout, up_bytes, down_bytes); }, conn->stream);
+    if (scrubbing) {
+      WsFrameScrubber frames(scrubber.set());
+      auto scrub_frames = [&](std::string_view piece, std::string& out) { return frames.feed(piece, out); };
+      // Bytes that arrived with the 101 head are the first frames.
+      std::string early;
+      bool ok = frames.feed(std::string_view(static_cast<const char*>(conn->buffer.data().data()), conn->buffer.size()), early);
+      conn->buffer.consume(conn->buffer.size());
+      if (ok && !early.empty()) {
+        auto [eec, en] = co_await net::async_write(client_, net::buffer(early), tuple_awaitable);
+        secrets::wipe(early);
+        down_bytes += en;
+        ok = !eec;
+      }
+      if (ok)
+        co_await std::visit(
+            [&](auto& up) -> net::awaitable<void> {
+              co_await (pump(client_, up, ctx_.idle_timeout, up_bytes) &&
+                        pump_through(up, client_, ctx_.idle_timeout, down_bytes, scrub_frames));
+            },
+            conn->stream);
+      st.audit.scrubbed += frames.replaced();
+    } else {
+      if (conn->buffer.size()) {
+        auto [eec, en] = co_await net::async_write(client_, conn->buffer.data(), tuple_awaitable);
+        down_bytes += en;
+        conn->buffer.consume(conn->buffer.size());
+      }
+      co_await std::visit([&](auto& up) { return tunnel(client_, up, ctx_.idle_timeout, up_bytes, down_bytes); },
+                          conn->stream);
+    }
     st.audit.bytes_in += up_bytes;
     st.audit.bytes_out += down_bytes;
     conn->close();

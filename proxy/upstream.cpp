@@ -21,8 +21,21 @@ UpstreamTls::UpstreamTls(const std::filesystem::path& extra_ca_file, bool verify
   ctx_.set_verify_mode(verify ? net::ssl::verify_peer : net::ssl::verify_none);
   static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   SSL_CTX_set_alpn_protos(ctx_.native_handle(), alpn, sizeof alpn);
-  // Client-side session cache: we keep sessions per destination ourselves (UpstreamPool).
+  // Client-side session cache: we keep sessions per destination ourselves (UpstreamPool). With
+  // TLS 1.3 a session arrives after the handshake (NewSessionTicket), so it is taken in the
+  // new-session callback, on the worker thread that reads the connection.
   SSL_CTX_set_session_cache_mode(ctx_.native_handle(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx_.native_handle(), [](SSL* ssl, SSL_SESSION* session) -> int {
+    auto* authority = static_cast<const std::string*>(SSL_get_ex_data(ssl, authority_index()));
+    if (!authority || !SSL_SESSION_is_resumable(session)) return 0;
+    UpstreamPool::for_this_thread().keep_session(*authority, session);
+    return 1;  // we own the reference now
+  });
+}
+
+int UpstreamTls::authority_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
 }
 
 beast::tcp_stream& UpstreamConnection::tcp() {
@@ -31,6 +44,12 @@ beast::tcp_stream& UpstreamConnection::tcp() {
 
 void UpstreamConnection::close() {
   beast::error_code ec;
+  if (auto* tls = std::get_if<Tls>(&stream)) {
+    // Marks the session as properly closed (without a network round trip), so that OpenSSL
+    // keeps it resumable.
+    SSL_set_quiet_shutdown(tls->native_handle(), 1);
+    SSL_shutdown(tls->native_handle());
+  }
   tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
   tcp().socket().close(ec);
 }
@@ -95,16 +114,10 @@ SSL_SESSION* UpstreamPool::session(const std::string& authority) const {
   return it == sessions_.end() ? nullptr : it->second;
 }
 
-void UpstreamPool::remember_session(const std::string& authority, SSL* ssl) {
-  SSL_SESSION* s = SSL_get1_session(ssl);
-  if (!s) return;
-  if (!SSL_SESSION_is_resumable(s)) {
-    SSL_SESSION_free(s);
-    return;
-  }
+void UpstreamPool::keep_session(const std::string& authority, SSL_SESSION* session) {
   auto& slot = sessions_[authority];
   if (slot) SSL_SESSION_free(slot);
-  slot = s;
+  slot = session;
 }
 
 namespace {
@@ -126,6 +139,7 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
   std::string last_error = "no address";
   bool timed_out = false;
   for (const auto& ep : addresses.endpoints) {
+    std::unique_ptr<std::string> authority_holder;
     beast::tcp_stream stream(executor);
     stream.expires_after(connect_timeout);
     auto [ec] = co_await stream.async_connect(ep, net::as_tuple(net::use_awaitable));
@@ -150,6 +164,10 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
         else X509_VERIFY_PARAM_set1_host(param, d.host.c_str(), 0);
       }
       if (SSL_SESSION* s = pool.session(d.authority())) SSL_set_session(ssl, s);
+      // The new-session callback files sessions under this authority. The string lives in the
+      // connection object, which outlives the SSL object it is attached to.
+      authority_holder = std::make_unique<std::string>(d.authority());
+      SSL_set_ex_data(ssl, UpstreamTls::authority_index(), authority_holder.get());
       auto [hec] = co_await tls_stream.async_handshake(net::ssl::stream_base::client, net::as_tuple(net::use_awaitable));
       if (hec) {
         if (hec == beast::error::timeout)
@@ -162,8 +180,7 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
                                         "TLS handshake with " + d.authority() + " failed: " + why)
             .with_host(d.host);
       }
-      pool.remember_session(d.authority(), ssl);
-      conn = std::make_unique<UpstreamConnection>(std::move(tls_stream));
+      conn = std::make_unique<UpstreamConnection>(std::move(tls_stream), std::move(authority_holder));
     }
     conn->key = pool_key(d, ep);
     conn->tcp().expires_never();

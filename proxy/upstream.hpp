@@ -29,6 +29,8 @@ class UpstreamTls {
  public:
   UpstreamTls(const std::filesystem::path& extra_ca_file, bool verify);
   net::ssl::context& context() { return ctx_; }
+  // SSL ex_data slot holding the connection's "host:port", for the new-session callback.
+  static int authority_index();
   bool verify() const { return verify_; }
 
  private:
@@ -39,13 +41,15 @@ class UpstreamTls {
 struct UpstreamConnection {
   using Plain = beast::tcp_stream;
   using Tls = beast::ssl_stream<beast::tcp_stream>;
+  // Declared before the stream so that it outlives the SSL object that points at it.
+  std::unique_ptr<std::string> authority;  // "host:port", for the new-session callback
   std::variant<Plain, Tls> stream;
   beast::flat_buffer buffer;
   std::string key;  // pool key: destination + vetted address + TLS
   bool reused = false;
 
   explicit UpstreamConnection(Plain s) : stream(std::move(s)) {}
-  explicit UpstreamConnection(Tls s) : stream(std::move(s)) {}
+  explicit UpstreamConnection(Tls s, std::unique_ptr<std::string> a) : authority(std::move(a)), stream(std::move(s)) {}
   beast::tcp_stream& tcp();
   void close();
 };
@@ -64,7 +68,7 @@ class UpstreamPool {
   void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout);
 
   SSL_SESSION* session(const std::string& authority) const;  // not owned
-  void remember_session(const std::string& authority, SSL* ssl);
+  void keep_session(const std::string& authority, SSL_SESSION* session);  // takes the reference
   ~UpstreamPool();
 
  private:

@@ -6,7 +6,7 @@ set -euo pipefail
 APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache
   libboost1.81-all-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev
-  openssl curl ca-certificates procps
+  openssl curl ca-certificates procps strace systemd
   python3 python3-requests python3-httpx python3-jsonschema python3-yaml
   nodejs npm
 )

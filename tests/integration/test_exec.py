@@ -214,6 +214,61 @@ class ExecTest(unittest.TestCase):
         with open(marker) as f:
             self.assertEqual(f.read().strip(), "got TERM")
 
+    def test_sigterm_to_sidekey_ends_an_untrapping_child_with_143(self):
+        ready = os.path.join(self.sk.dir, "ready2")
+        p = subprocess.Popen(self.exec_argv("sh", "-c", "touch %s; exec sleep 30" % ready), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=parent_env({"HOME": self.home}), cwd=self.sk.dir)
+        try:
+            self.assertTrue(wait_for(lambda: os.path.exists(ready), timeout=20), "the child did not start")
+            time.sleep(0.2)   # sh has exec'd sleep
+            p.send_signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=20)
+            self.outputs += [out, err]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 128 + signal.SIGTERM, err)
+
+    def test_child_starts_clean(self):
+        # Default signal dispositions, nothing blocked, no descriptor of sidekey's (listeners,
+        # store lock), stdin passed through.
+        out = os.path.join(self.sk.dir, "clean.json")
+        code = ("import json, os, sys\n"
+                "status = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines() if ':' in l)\n"
+                "fds = sorted(int(f) for f in os.listdir('/proc/self/fd'))\n"
+                "json.dump({'blk': status['SigBlk'].strip(), 'ign': status['SigIgn'].strip(), 'fds': fds,\n"
+                "           'stdin': sys.stdin.read()}, open(sys.argv[1], 'w'))\n")
+        p = subprocess.run(self.exec_argv(PY, "-c", code, out), input="from the parent\n", capture_output=True,
+                           text=True, timeout=45, env=parent_env({"HOME": self.home}), cwd=self.sk.dir)
+        self.outputs += [p.stdout, p.stderr]
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            got = json.load(f)
+        self.assertEqual(int(got["blk"], 16), 0, "signals blocked in the child")
+        # Python itself ignores SIGPIPE (and SIGXFSZ) at start-up; nothing else may be ignored.
+        ignored = int(got["ign"], 16) & ~((1 << (signal.SIGPIPE - 1)) | (1 << (signal.SIGXFSZ - 1)))
+        self.assertEqual(ignored, 0, "signals ignored in the child: %s" % got["ign"])
+        # 0, 1, 2 and the descriptor listdir itself opened.
+        self.assertLessEqual(len(got["fds"]), 4, got["fds"])
+        self.assertEqual(got["fds"][:3], [0, 1, 2])
+        self.assertEqual(got["stdin"], "from the parent\n")
+
+    def test_sigpipe_is_default_in_the_child(self):
+        p = self.run_exec("sh", "-c", "yes | head -n 1; echo done")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, "y\ndone\n")
+        self.assertNotIn("Broken pipe", p.stderr)
+
+    def test_bad_policy_is_a_configuration_error_and_runs_nothing(self):
+        # Like `serve`, a bad policy is exit code 2 naming file:line:column; the child never runs.
+        self.sk.write_policy(POLICY + "  - name: broken\n    match: { hosts: [] }\n")
+        marker = os.path.join(self.sk.dir, "ran")
+        p = self.run_exec("sh", "-c", "touch %s" % marker)
+        self.assertFalse(os.path.exists(marker), "the child ran despite the bad policy")
+        self.assertRegex(p.stderr, r"policy\.yaml:\d+:\d+: ")
+        self.assertEqual(p.returncode, 2, p.stderr)
+
     # -- real clients as the child, with no settings of their own ---------------------------------
     def script(self, name, text):
         path = os.path.join(self.sk.dir, name)

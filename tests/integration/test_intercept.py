@@ -11,19 +11,22 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from upstreams import (Reply, TestCA, Upstream, audit_records, cert_der, error_of, fill, metric_value, metrics_text,
-                       open_tunnel, proxy_sidekey, self_signed_cert, tls_over, tls_server_context, wait_audit)
+from harness import wait_for
+from upstreams import (CleanClose, Reply, TestCA, Upstream, audit_records, cert_der, error_of, fill, free_port,
+                       metric_value, metrics_text, open_tunnel, proxy_sidekey, self_signed_cert, tls_over,
+                       tls_server_context, wait_audit)
 
 SECRET = "sk-intercept-PLAINTEXT-5f0e1d2c3b4a"
 IP_SECRET = "ip-literal-PLAINTEXT-99aa88bb"
@@ -40,6 +43,11 @@ secrets:
   badtok:
     hosts: ["untrusted.test", "wrongname.test"]
 rules:
+  - name: openai-body
+    match: { hosts: ["api.openai.test"], paths: ["/v1/body/*"] }
+    inject:
+      headers: { Authorization: "Bearer {{secrets.openai}}" }
+    references: [headers, query, body]
   - name: openai
     match: { hosts: ["api.openai.test"] }
     inject:
@@ -61,6 +69,9 @@ rules:
   - name: metadata
     match: { hosts: ["metadata.test"] }
     action: deny
+  - name: down
+    match: { hosts: ["down.test"], methods: [GET] }
+    action: allow
 """
 
 
@@ -119,7 +130,7 @@ class InterceptTest(unittest.TestCase):
         good = "127.0.0.1:%d" % self.up.port
         config = {
             "egress": {"resolve": {HOST + ":443": good, "pkgs.test:443": good, "burst.test:443": good,
-                                   "wrongname.test:443": good,
+                                   "wrongname.test:443": good, "down.test:443": "127.0.0.1:%d" % free_port(),
                                    "untrusted.test:443": "127.0.0.1:%d" % self.bad_up.port}},
             "tls": {"upstream_ca_file": self.ca.cert, "leaf_ttl": "6h"},
         }
@@ -134,7 +145,8 @@ class InterceptTest(unittest.TestCase):
     def tearDown(self):
         for c in self.clients:
             c.close()
-        self.assertIsNone(self.sk.proc.poll(), "sidekey died during the test:\n" + self.sk.logs()[-3000:])
+        if not getattr(self, "stopped", False):
+            self.assertIsNone(self.sk.proc.poll(), "sidekey died during the test:\n" + self.sk.logs()[-3000:])
         # Invariant 1 for what this test saw: no client response, log line or file holds a value.
         self.sk.assert_never_contains(self, [SECRET, IP_SECRET, BAD_SECRET], self.client_texts)
 
@@ -209,6 +221,33 @@ class InterceptTest(unittest.TestCase):
         self.assertEqual(req.body, body.encode())
         self.assertEqual(req.header("Authorization"), "Bearer " + SECRET)
 
+    def test_body_references_are_substituted_inside_the_tunnel(self):
+        # A rule with references: [.., body] (SPEC section 3): a JSON or form body's reference is
+        # replaced by the value; one that cannot be resolved refuses the request. Never the
+        # literal reference upstream.
+        for ctype, body, expected in (
+                ("application/json", '{"key":"{{secrets.openai}}","n":1}', '{"key":"%s","n":1}' % SECRET),
+                ("application/x-www-form-urlencoded", "a=1&key={{secrets.openai}}", "a=1&key=" + SECRET)):
+            rc, out, err = self.curl("-i", "--cacert", self.sk_ca, "https://%s/v1/body/x" % HOST,
+                                     "-H", "Content-Type: " + ctype, "--data-binary", body)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(parse_i(out)[0], 200, out)
+            req = self.up.requests[-1]
+            self.assertNotIn(b"{{", req.body, "a literal reference went upstream: %r" % req.body)
+            self.assertEqual(req.body.decode(), expected)
+        n = len(self.up.requests)
+        rc, out, err = self.curl("-i", "--cacert", self.sk_ca, "https://%s/v1/body/x" % HOST,
+                                 "-H", "Content-Type: application/json", "--data-binary", '{"k":"{{secrets.nope}}"}')
+        status, headers, body = parse_i(out)
+        self.assertEqual(status, 403, out)
+        self.assertEqual(json.loads(body)["error"]["code"], "unknown_secret")
+        # The body streams, so the upstream may have seen the head and the bytes before the
+        # reference; it must never see the reference, nor a complete request.
+        self.assertTrue(wait_for(lambda: self.up.closed_connections >= 1 or len(self.up.requests) == n, timeout=10))
+        for req in self.up.requests[n:]:
+            self.assertNotIn(b"{{", req.raw, "the literal reference went upstream")
+            self.assertIsNotNone(req.error, "the upstream got a complete request: %r" % req.raw)
+
     def test_keep_alive_inside_the_tunnel(self):
         t = self.tls_tunnel(HOST + ":443")
         for i in range(4):
@@ -231,6 +270,25 @@ class InterceptTest(unittest.TestCase):
         self.assertEqual(len(self.up.requests), 3)
         self.assertEqual(self.up.connections, 1)
 
+    def test_graceful_stop_does_not_wait_for_an_idle_intercepted_connection(self):
+        # SIGTERM lets in-flight requests finish; an intercepted keep-alive connection between
+        # two requests has none, so it is closed like an idle plain keep-alive connection rather
+        # than holding the shutdown until its 30 s deadline.
+        t = self.tls_tunnel(HOST + ":443")
+        r = self.exchange(t, "GET /v1/models HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST)
+        self.assertEqual(r.status, 200)
+        wait_audit(self.sk, r.header("X-Sidekey-Request-Id"))
+        time.sleep(0.5)   # the connection is now idle, waiting for the next request
+        self.stopped = True
+        started = time.monotonic()
+        try:
+            code = self.sk.stop(timeout=15)
+        except AssertionError:
+            self.fail("sidekey did not stop within 15 s with one idle intercepted connection open")
+        self.assertEqual(code, 0)
+        self.assertLess(time.monotonic() - started, 15)
+        self.assertTrue(t.is_closed(5))
+
     # -- refusals -----------------------------------------------------------------------------
     def test_sni_other_than_the_connect_host_is_refused(self):
         c, status, _ = self.tunnel(HOST + ":443")
@@ -238,6 +296,12 @@ class InterceptTest(unittest.TestCase):
         with self.assertRaises((ssl.SSLError, ConnectionError)):
             tls_over(c, verify=False, server_hostname="evil.test")
         self.assertTrue(self.up.seen_nothing())
+        # The refused handshake is audited against the CONNECT host.
+        def refused():
+            return [a for a in audit_records(self.sk) if a.get("method") == "CONNECT" and a.get("host") == HOST]
+        self.assertTrue(wait_for(refused, timeout=10), self.sk.logs()[-2000:])
+        self.assertNotEqual(refused()[-1]["status"], 200)
+        self.assertTrue(refused()[-1]["error"])
 
     def test_missing_sni_for_a_named_host_is_refused(self):
         c, status, _ = self.tunnel(HOST + ":443")
@@ -304,6 +368,100 @@ class InterceptTest(unittest.TestCase):
         self.assertEqual(status, 502, out)
         self.assertEqual(json.loads(body)["error"]["code"], "upstream_tls_failed")
         self.assertEqual(self.up.requests, [])
+
+    def test_client_hello_sent_together_with_the_connect(self):
+        # An eager client writes its ClientHello right behind the CONNECT head, in one segment.
+        ctx = ssl.create_default_context(cafile=self.sk_ca)
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(inc, out, server_hostname=HOST)
+        with self.assertRaises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = out.read()
+        host, port = self.sk.proxy_addr.rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=15)
+        self.addCleanup(s.close)
+        s.sendall(b"CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n" % (HOST.encode(), HOST.encode()) + hello)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            piece = s.recv(65536)
+            self.assertTrue(piece, "closed before the CONNECT answer")
+            buf += piece
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+        inc.write(rest)
+
+        def pump():
+            data = out.read()
+            if data:
+                s.sendall(data)
+            piece = s.recv(65536)
+            if not piece:
+                return False
+            inc.write(piece)
+            return True
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.assertTrue(pump(), "closed during the handshake")
+        tls.write(b"GET /eager HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % HOST.encode())
+        s.sendall(out.read())
+        got = b""
+        while True:
+            try:
+                piece = tls.read(65536)
+                if not piece:
+                    break
+                got += piece
+            except ssl.SSLWantReadError:
+                if not pump():
+                    break
+            except ssl.SSLZeroReturnError:
+                break
+        self.client_texts.append(got.decode("latin-1"))
+        self.assertTrue(got.startswith(b"HTTP/1.1 200 "), got)
+        self.assertIn(b"upstream-says-ok", got.partition(b"\r\n\r\n")[2], got)   # chunked or not
+        self.assertEqual(self.up.requests[0].path, "/eager")
+        self.assertEqual(self.up.requests[0].header("Authorization"), "Bearer " + SECRET)
+
+    def test_each_request_in_a_tunnel_is_decided_by_the_current_policy(self):
+        t = self.tls_tunnel(HOST + ":443")
+        self.assertEqual(self.exchange(t, "GET /v1/one HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST).status, 200)
+        reloads = metric_value(metrics_text(self.sk), "sidekey_policy_reloads_total", result="ok") or 0
+        inject = '    inject:\n      headers: { Authorization: "Bearer {{secrets.openai}}" }\n  - name: ip-literal'
+        policy = fill(POLICY, PORT=self.up.port)
+        self.assertIn(inject, policy)
+        self.sk.write_policy(policy.replace(inject, "    action: deny\n  - name: ip-literal", 1))
+        self.sk.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: (metric_value(metrics_text(self.sk), "sidekey_policy_reloads_total",
+                                                       result="ok") or 0) > reloads, timeout=10))
+        r = self.exchange(t, "GET /v1/two HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST)
+        err = error_of(self, r, 403, "policy_denied")
+        self.assertEqual(err.get("rule"), "openai")
+        self.assertEqual([q.path for q in self.up.requests], ["/v1/one"])
+
+    def test_inject_host_on_another_port_gets_no_secret(self):
+        # The binding "api.openai.test" means port 443: a CONNECT to :8443 is intercepted (the
+        # rule matches every port) but the secret may not go there.
+        t = self.tls_tunnel(HOST + ":8443")
+        r = self.exchange(t, "GET /v1/models HTTP/1.1\r\nHost: %s:8443\r\n\r\n" % HOST)
+        err = error_of(self, r, 403, "secret_not_bound")
+        self.assertEqual(err.get("secret"), "openai")
+        self.assertTrue(self.up.seen_nothing())
+
+    def test_upstream_down_inside_the_tunnel_is_502(self):
+        t = self.tls_tunnel("down.test:443", sni="down.test")
+        r = self.exchange(t, "GET /x HTTP/1.1\r\nHost: down.test\r\n\r\n")
+        error_of(self, r, 502, "upstream_connect_failed")
+
+    def test_ambiguous_framing_inside_the_tunnel_is_400(self):
+        t = self.tls_tunnel(HOST + ":443")
+        r = self.exchange(t, "POST /v1/x HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % HOST)
+        error_of(self, r, 400, "bad_request")
+        self.assertTrue(self.up.seen_nothing())
 
     # -- blind tunnels --------------------------------------------------------------------------
     def test_allow_host_is_a_blind_tunnel(self):
@@ -424,6 +582,45 @@ class InterceptTest(unittest.TestCase):
             text = f.read()
         self.assertIn(exported.strip(), text)
         self.assertGreater(text.count("-----BEGIN CERTIFICATE-----"), 10, "system roots + the sidekey CA")
+
+
+@unittest.skipUnless(shutil.which("openssl") and shutil.which("curl"), "needs the openssl and curl commands")
+class UpstreamSessionTest(unittest.TestCase):
+    """Upstream TLS sessions are resumed per destination (SPEC section 5, "Upstream TLS"): when an
+    upstream closes each connection (cleanly, close_notify first), the next dial resumes."""
+
+    def test_sessions_are_resumed(self):
+        tmp = tempfile.mkdtemp(prefix="sidekey-intercept-resume-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        ca = TestCA(tmp)
+        cert, key = ca.issue(["tls13.test", "tls12.test"], stem="upstream")
+        ups = {}
+        for name, version in (("tls13.test", ssl.TLSVersion.TLSv1_3), ("tls12.test", ssl.TLSVersion.TLSv1_2)):
+            ctx = tls_server_context(cert, key)
+            ctx.maximum_version = version
+            ups[name] = Upstream(CleanClose(), ssl_context=ctx).start()
+            self.addCleanup(ups[name].stop)
+        policy = """version: 1
+default: deny
+rules:
+  - name: get-only
+    match: { hosts: ["tls13.test", "tls12.test"], methods: [GET] }
+    action: allow
+"""
+        sk = proxy_sidekey(policy, config={
+            "egress": {"resolve": {n + ":443": "127.0.0.1:%d" % u.port for n, u in ups.items()}},
+            "tls": {"upstream_ca_file": ca.cert}, "workers": 1})
+        sk.start()
+        self.addCleanup(sk.__exit__, None, None, None)
+        for name, up in ups.items():
+            with self.subTest(name):
+                for i in range(3):
+                    rc, out, err = run_curl("-x", sk.proxy_url, "--cacert", os.path.join(sk.data_dir, "ca.pem"),
+                                            "https://%s/r%d" % (name, i))
+                    self.assertEqual((rc, out), (0, "ok"), err)
+                self.assertTrue(wait_for(lambda: len(up.tls_resumed) == 3, timeout=10), up.tls_resumed)
+                self.assertEqual(up.tls_resumed[0], False)
+                self.assertTrue(any(up.tls_resumed[1:]), "no upstream session was resumed: %r" % up.tls_resumed)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import tempfile
 import unittest
 
 from harness import SIDEKEY_BIN, _yaml
-from upstreams import Reply, TestCA, Upstream, audit_records, proxy_sidekey, tls_server_context
+from upstreams import Reply, Sse, TestCA, Upstream, proxy_sidekey, tls_server_context
 
 TESTS_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CHAT = os.path.join(TESTS_DIR, "e2e_node", "chat.mjs")
@@ -125,6 +125,24 @@ class NodeOpenAITest(unittest.TestCase):
         self.assertEqual(rec[0]["decision"], "inject")
         self.assertEqual(rec[0]["status"], 200)
 
+    def test_streamed_completion_through_sidekey_exec(self):
+        words = ["Hel", "lo ", "from ", "the ", "stream"]
+        def chunk(delta, finish=None):
+            return json.dumps({"id": "chatcmpl-stream", "object": "chat.completion.chunk", "created": 1700000000,
+                               "model": "gpt-test",
+                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        events = [chunk({"content": w}) for w in words] + [chunk({}, "stop"), "[DONE]"]
+        self.up.handler = Sse(events)
+        p = self.run_chat({"CHAT_STREAM": "1"})
+        self.assertEqual(p.returncode, 0, "stdout:\n%s\nstderr:\n%s" % (p.stdout, p.stderr[-4000:]))
+        lines = [json.loads(line) for line in p.stdout.strip().splitlines()]
+        self.assertEqual([x["delta"] for x in lines if "delta" in x and x["delta"]], words)
+        self.assertEqual(lines[-1], {"ok": True, "id": "chatcmpl-stream", "content": "".join(words)})
+        req = self.up.requests[0]
+        self.assertEqual(req.header_all("Authorization"), ["Bearer " + SECRET])
+        self.assertIs(json.loads(req.body).get("stream"), True)
+
     def test_without_the_sidekey_ca_node_refuses_the_minted_leaf(self):
         # The script passes no CA to undici: the trust comes from NODE_EXTRA_CA_CERTS alone. Point
         # it (through `env`, after sidekey exec has set it) at a CA that did not sign the minted
@@ -140,6 +158,7 @@ class NodeOpenAITest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0, p.stdout)
         out = json.loads(p.stdout.strip().splitlines()[-1])
         self.assertFalse(out["ok"])
+        self.assertRegex(" ".join(out["causes"]), r"CERT|certificate", out)
         self.assertEqual(self.up.requests, [])
 
 

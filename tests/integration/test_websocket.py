@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import unittest
 
-from upstreams import (RawClient, TestCA, Upstream, WebSocketEcho, error_of, fill, open_tunnel, proxy_sidekey,
+from upstreams import (RawClient, Reply, TestCA, Upstream, WebSocketEcho, error_of, fill, open_tunnel, proxy_sidekey,
                        tls_over, tls_server_context, wait_audit, ws_accept, ws_frame, ws_read_frame)
 
 SECRET = "ws-token-PLAINTEXT-1a2b3c4d5e"
@@ -55,7 +55,7 @@ class WebSocketTest(unittest.TestCase):
 
     def setUp(self):
         self.echo = WebSocketEcho()
-        self.up = Upstream(self.echo).start()
+        self.up = Upstream(lambda req: Reply(401, b"upgrade refused") if req.path == "/refuse" else self.echo).start()
         self.addCleanup(self.up.stop)
         self.tls_echo = WebSocketEcho()
         self.tls_up = Upstream(self.tls_echo, ssl_context=tls_server_context(self.leaf_cert, self.leaf_key)).start()
@@ -148,6 +148,24 @@ class WebSocketTest(unittest.TestCase):
         self.assertEqual(rec["secrets"], ["wss"])
         self.assertEqual(rec["scheme"], "https")
         self.assertEqual(rec["host"], WSS_HOST)
+
+    def test_refused_upgrade_keeps_the_connection_usable(self):
+        # An upstream that answers the upgrade with an ordinary response: the client gets it, and
+        # the connection stays HTTP/1.1 for the next request (here a successful upgrade).
+        c = RawClient(self.sk.proxy_addr)
+        self.clients.append(c)
+        host = "127.0.0.1:%d" % self.up.port
+        key, req = upgrade_request("http://%s/refuse" % host, host)
+        c.send(req)
+        r = c.read_response()
+        self.seen.append(r.raw.decode("latin-1"))
+        self.assertEqual((r.status, r.body), (401, b"upgrade refused"))
+        self.assertTrue(r.header("X-Sidekey-Request-Id"))
+        key, req = upgrade_request("http://%s/socket" % host, host)
+        self.handshake(c, req, key)
+        c.send(ws_frame("after a refusal"))
+        self.assertEqual(ws_read_frame(c.reader)[1], b"after a refusal")
+        self.check_upstream_handshake(self.echo, SECRET, host)
 
     def test_upgrade_to_a_denied_host_is_refused(self):
         c = RawClient(self.sk.proxy_addr)

@@ -350,6 +350,22 @@ class CloseMidBody:
         return False
 
 
+class CleanClose:
+    """Answers like `reply` (an action) with Connection: close, then ends TLS cleanly (close_notify
+    before the TCP close), so the client may keep the session for resumption."""
+
+    def __init__(self, reply=None):
+        self.reply = reply or Reply(200, b"ok", close=True)
+
+    def __call__(self, req, w):
+        self.reply(req, w)
+        try:
+            w.sock.unwrap()
+        except (OSError, ValueError, AttributeError):
+            pass
+        return False
+
+
 class Hang:
     """Reads the request, never answers; closes when `release` is set or the upstream stops."""
 
@@ -359,6 +375,42 @@ class Hang:
     def __call__(self, req, w):
         w.wait(self.release, timeout=600)
         return False
+
+
+class Chunks:
+    """A response whose body is `pieces` (bytes or a function req -> list of bytes, to answer with
+    what the request carried), each piece written on its own: as one chunk each (chunked=True,
+    then `trailers` after the last chunk) or back to back under a Content-Length. `delay` seconds
+    between writes make each piece arrive in a read of its own."""
+
+    def __init__(self, pieces, status=200, headers=(), content_type="text/plain", chunked=True, delay=0.0,
+                 trailers=()):
+        self.pieces, self.status, self.headers = pieces, status, list(headers)
+        self.content_type, self.chunked, self.delay, self.trailers = content_type, chunked, delay, list(trailers)
+
+    def __call__(self, req, w):
+        pieces = self.pieces(req) if callable(self.pieces) else self.pieces
+        pieces = [p.encode() if isinstance(p, str) else p for p in pieces]
+        headers = list(self.headers)
+        if self.content_type:
+            headers.append(("Content-Type", self.content_type))
+        if self.chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+            if self.trailers:
+                headers.append(("Trailer", ", ".join(n for n, _ in self.trailers)))
+        else:
+            headers.append(("Content-Length", str(sum(len(p) for p in pieces))))
+        w.head(self.status, headers)
+        for i, p in enumerate(pieces):
+            if i and self.delay:
+                time.sleep(self.delay)
+            if self.chunked:
+                w.chunk(p)
+            else:
+                w.send(p)
+        if self.chunked:
+            w.end_chunks(self.trailers)
+        return True
 
 
 class Raw:
@@ -388,6 +440,7 @@ class Upstream:
         self.host = host
         self.ssl_context = ssl_context   # serve TLS (ssl.SSLContext for the server side)
         self.tls_failures = 0            # handshakes that failed (e.g. the client refused our cert)
+        self.tls_resumed = []            # per TLS connection: whether the client resumed a session
         self.record_stream = record_stream
         self.stream = bytearray()        # with record_stream: every byte received, as it arrives
         self.requests = []
@@ -548,6 +601,7 @@ class Upstream:
                 if raw_conn in self._socks:
                     self._socks.remove(raw_conn)
                 self._socks.append(conn)
+                self.tls_resumed.append(conn.session_reused)
         reader = _Reader(conn, self._count)
         w = ConnWriter(conn, self._stop)
         w.reader = reader   # actions that take the connection over (WebSocketEcho) read through it
