@@ -7,7 +7,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache
   libboost1.81-all-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev
   openssl curl ca-certificates procps strace systemd
-  python3 python3-requests python3-httpx python3-jsonschema python3-yaml
+  python3 python3-requests python3-httpx python3-cryptography python3-yaml python3-jsonschema
   nodejs npm
 )
 
