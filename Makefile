@@ -36,5 +36,13 @@ test-asan: deps
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j 2 $(CTEST_ARGS)
 
+# The benchmark table of SPEC section 14 (installs wrk, nginx, haproxy when missing).
+bench:
+	bench/run
+
+# libFuzzer targets, a bounded run each (clang; see tests/fuzz).
+fuzz:
+	scripts/fuzz.sh
+
 clean:
 	rm -rf build
