@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -58,7 +59,16 @@ pid_t spawn(const std::string& program, const std::vector<std::string>& argv, co
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGWINCH}) ::signal(sig, SIG_DFL);
+  // Every disposition back to default, including ignores inherited from whoever started
+  // sidekey and the real-time signals glibc's sigaction() will not touch: the raw system call.
+  struct {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)();
+    unsigned long mask;
+  } dfl{SIG_DFL, 0, nullptr, 0};
+  for (int sig = 1; sig <= 64; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
   ::close_range(3, ~0U, 0);
   ::execve(program.c_str(), cargv.data(), cenv.data());
   _exit(127);
