@@ -4,6 +4,7 @@ relayed without buffering. No timing assertions: the upstream waits on a threadi
 event that the test sets only after the client has read the previous event, so a proxy that
 buffers deadlocks (and the read times out) instead of passing."""
 import hashlib
+import os
 import threading
 import unittest
 
@@ -192,8 +193,11 @@ class StreamingTest(unittest.TestCase):
             gate.set()
         self.assertEqual(got, total)
         self.assertEqual(h.hexdigest(), hashlib.sha256(Download.expected(total)).hexdigest())
-        self.assertLess(peak - before, 24 << 10,
-                        "sidekey's RSS grew by %d KiB while relaying 50 MiB" % (peak - before))
+        # AddressSanitizer keeps freed memory in quarantine (hundreds of MB by default), so RSS
+        # says nothing about buffering in a sanitized build: the bound holds for normal builds.
+        if not os.environ.get("ASAN_OPTIONS"):
+            self.assertLess(peak - before, 24 << 10,
+                            "sidekey's RSS grew by %d KiB while relaying 50 MiB" % (peak - before))
 
     def test_large_download_with_httpx(self):
         total = 16 << 20
