@@ -29,6 +29,20 @@ bool valid_env_name(const std::string& s) {
   return true;
 }
 
+// --ref-env VAR=NAME entries, validated; throws std::invalid_argument naming the bad one.
+std::vector<std::pair<std::string, std::string>> ref_env_from(const po::variables_map& vm) {
+  std::vector<std::pair<std::string, std::string>> refs;
+  if (!vm.count("ref-env")) return refs;
+  for (const auto& r : vm["ref-env"].as<std::vector<std::string>>()) {
+    auto eq = r.find('=');
+    std::string var = r.substr(0, eq), name = eq == std::string::npos ? "" : r.substr(eq + 1);
+    if (!valid_env_name(var) || !secrets::valid_secret_name(name))
+      throw std::invalid_argument("--ref-env takes VAR=NAME (e.g. OPENAI_API_KEY=openai), got '" + r + "'");
+    refs.emplace_back(var, name);
+  }
+  return refs;
+}
+
 // PATH lookup done before fork, so the child only has to execve.
 std::string find_program(const std::string& name) {
   if (name.find('/') != std::string::npos) return name;
@@ -89,15 +103,7 @@ int cmd_exec(const Args& all) {
   try {
     auto vm = parse(opts, desc);
     cfg = config_from(vm);
-    if (vm.count("ref-env")) {
-      for (const auto& r : vm["ref-env"].as<std::vector<std::string>>()) {
-        auto eq = r.find('=');
-        std::string var = r.substr(0, eq), name = eq == std::string::npos ? "" : r.substr(eq + 1);
-        if (!valid_env_name(var) || !secrets::valid_secret_name(name))
-          throw std::invalid_argument("--ref-env takes VAR=NAME (e.g. OPENAI_API_KEY=openai), got '" + r + "'");
-        refs.emplace_back(var, name);
-      }
-    }
+    refs = ref_env_from(vm);
   } catch (const std::exception& e) {
     print_error(e.what());
     return 2;
@@ -117,15 +123,7 @@ int cmd_exec(const Args& all) {
   cfg.listen_admin = {"127.0.0.1", 0};
 
   Runtime runtime(cfg);
-  try {
-    runtime.start();
-  } catch (const PositionedError& e) {  // a bad policy file: a configuration error
-    print_error(e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    print_error(e.what());
-    return 1;
-  }
+  if (int rc = start_or_report(runtime)) return rc;
   ChildEnvInputs in{runtime.proxy_address(), runtime.trust_bundle_file().string(), runtime.ca_file().string(), refs};
   std::vector<std::string> parent_env;
   for (char** e = environ; *e; ++e) parent_env.emplace_back(*e);
@@ -181,14 +179,7 @@ int cmd_env(const Args& args) {
   try {
     auto vm = parse(args, desc);
     cfg = config_from(vm);
-    if (vm.count("ref-env"))
-      for (const auto& r : vm["ref-env"].as<std::vector<std::string>>()) {
-        auto eq = r.find('=');
-        std::string var = r.substr(0, eq), name = eq == std::string::npos ? "" : r.substr(eq + 1);
-        if (!valid_env_name(var) || !secrets::valid_secret_name(name))
-          throw std::invalid_argument("--ref-env takes VAR=NAME, got '" + r + "'");
-        refs.emplace_back(var, name);
-      }
+    refs = ref_env_from(vm);
   } catch (const std::exception& e) {
     print_error(e.what());
     return 2;

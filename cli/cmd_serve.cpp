@@ -23,15 +23,7 @@ int cmd_serve(const Args& args) {
   }
 
   Runtime runtime(cfg);
-  try {
-    runtime.start();
-  } catch (const PositionedError& e) {  // a bad policy file: a configuration error
-    print_error(e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    print_error(e.what());
-    return 1;
-  }
+  if (int rc = start_or_report(runtime)) return rc;
   auto& control = runtime.control();
   boost::asio::signal_set stop_signals(control, SIGTERM, SIGINT);
   boost::asio::signal_set hup(control, SIGHUP);

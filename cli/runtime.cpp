@@ -4,6 +4,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <iostream>
 #include <thread>
 
 #include "api/auth.hpp"
@@ -12,6 +13,7 @@
 #include "certs/trust_bundle.hpp"
 #include "core/files.hpp"
 #include "core/log.hpp"
+#include "core/yaml_util.hpp"
 #include "core/metrics.hpp"
 #include "proxy/audit.hpp"
 
@@ -33,6 +35,19 @@ TrustFiles trust_files_for(const certs::CertificateAuthority& ca, const config::
   t.ca = ca.cert_path().empty() ? cfg.data_dir / certs::kCaCertFile : ca.cert_path();
   if (ca.cert_path().empty()) write_file_atomic(t.ca, ca.certificate_pem(), 0644);
   return t;
+}
+
+int start_or_report(Runtime& runtime) {
+  try {
+    runtime.start();
+    return 0;
+  } catch (const PositionedError& e) {
+    std::cerr << "sidekey: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "sidekey: " << e.what() << std::endl;
+    return 1;
+  }
 }
 
 std::shared_ptr<secrets::Store> open_store(const config::Config& cfg) {

@@ -75,6 +75,10 @@ class Runtime {
 TrustFiles prepare_trust_files(const config::Config& cfg);
 TrustFiles trust_files_for(const certs::CertificateAuthority& ca, const config::Config& cfg);
 
+// Starts `runtime`; on failure prints why and returns the exit code (2 for a bad policy file,
+// a configuration error; 1 otherwise). 0 when started.
+int start_or_report(Runtime& runtime);
+
 // Shared by subcommands that open the store offline (`sidekey secrets …`).
 std::shared_ptr<secrets::Store> open_store(const config::Config& cfg);
 
