@@ -83,10 +83,14 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$dir/corpus" "$dir/artifacts"
   corpus=("$dir/corpus")
   [ -d "$seeds" ] && corpus+=("$seeds")
+  # Scratch space for targets that need files (fuzz_api_body's store): in memory when possible,
+  # removed here even when the target died without cleaning up.
+  if [ -w /dev/shm ]; then scratch=$(mktemp -d /dev/shm/sidekey-fuzz-XXXXXX); else scratch=$(mktemp -d "$dir/scratch-XXXXXX"); fi
   echo "== $t: ${SECS}s"
-  "$bin" -max_total_time="$SECS" -timeout="$TIMEOUT" -print_final_stats=1 \
+  SIDEKEY_FUZZ_TMPDIR="$scratch" "$bin" -max_total_time="$SECS" -timeout="$TIMEOUT" -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/" "${corpus[@]}" >"$dir/log" 2>&1
   rc=$?
+  rm -rf "$scratch"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$dir/log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$dir/log" | tail -1 | cut -d' ' -f2)

@@ -1,6 +1,7 @@
 // libFuzzer target for the Agent Protocol secrets API (api/secrets_api.hpp): POST of arbitrary
 // body bytes to the secrets collection, agent-scoped or task-scoped, on a real store in a
-// temporary folder (under /dev/shm when there is one, so the store's fsyncs stay cheap).
+// temporary folder (under /dev/shm when there is one, so the store's fsyncs stay cheap; see
+// SIDEKEY_FUZZ_TMPDIR below).
 //
 // Input: one byte choosing the path (bit 0: the task form /ap/v1/agent/tasks/t1/secrets), then
 // the body.
@@ -71,7 +72,12 @@ struct Env {
 Env& env() {
   static Env* e = [] {
     log::set_level(log::Level::error);  // no secret_written lines on every input
-    std::string base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    // SIDEKEY_FUZZ_TMPDIR (scripts/fuzz.sh sets it and removes it afterwards, also after a crash,
+    // which skips the atexit below), else /dev/shm, else TMPDIR.
+    const char* dir = getenv("SIDEKEY_FUZZ_TMPDIR");
+    std::string base = dir && *dir ? dir
+                       : ::access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+                       : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     std::string tmpl = base + "/sidekey-fuzz-api-XXXXXX";
     if (!::mkdtemp(tmpl.data())) fail("mkdtemp failed");
     g_dir = tmpl;
