@@ -73,9 +73,14 @@ std::string base64url_encode_nopad(std::string_view in) {
 }
 
 std::string percent_encode(std::string_view in) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(in.size());
+  append_percent_encoded(out, in);
+  return out;
+}
+
+void append_percent_encoded(std::string& out, std::string_view in) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
   for (unsigned char c : in) {
     if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
         c == '_' || c == '~') {
@@ -86,7 +91,6 @@ std::string percent_encode(std::string_view in) {
       out += kHex[c & 15];
     }
   }
-  return out;
 }
 
 std::optional<std::string> percent_decode(std::string_view in) {

@@ -13,6 +13,7 @@ std::string base64url_encode_nopad(std::string_view bytes);
 
 // Percent-encoding per RFC 3986 unreserved set (everything else encoded, uppercase hex).
 std::string percent_encode(std::string_view bytes);
+void append_percent_encoded(std::string& out, std::string_view bytes);
 // nullopt on a malformed escape. '+' is left as is.
 std::optional<std::string> percent_decode(std::string_view text);
 

@@ -1,5 +1,7 @@
 #include "policy/reference.hpp"
 
+#include "core/encoding.hpp"
+
 #include <algorithm>
 
 #include "policy/sensitive.hpp"
@@ -154,18 +156,8 @@ std::string replace_references(std::string_view text, const std::vector<FoundRef
 }
 
 void append_percent_encoded(std::string& out, std::string_view in) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  reserve_wiping(out, out.size() + 3 * in.size());
-  for (unsigned char c : in) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
+  reserve_wiping(out, out.size() + 3 * in.size());  // no reallocation may leave plaintext behind
+  sidekey::append_percent_encoded(out, in);
 }
 
 void append_json_escaped(std::string& out, std::string_view in) {
