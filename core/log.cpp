@@ -24,8 +24,7 @@ const char* level_name(Level l) {
   return "info";
 }
 
-void write_line(int fd, std::string line) {
-  line.push_back('\n');
+void write_all(int fd, const std::string& line) {
   const char* p = line.data();
   size_t left = line.size();
   while (left > 0) {
@@ -37,6 +36,11 @@ void write_line(int fd, std::string line) {
     p += n;
     left -= static_cast<size_t>(n);
   }
+}
+
+void write_line(int fd, std::string line) {
+  line.push_back('\n');
+  write_all(fd, line);
 }
 }  // namespace
 
@@ -62,6 +66,25 @@ std::string now_rfc3339() {
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
+}
+
+std::string_view now_rfc3339_view() {
+  thread_local char buf[32];
+  thread_local std::time_t cached = -1;
+  auto now = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(now);
+  int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+  if (secs != cached) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.000Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached = secs;
+  }
+  buf[20] = static_cast<char>('0' + ms / 100);
+  buf[21] = static_cast<char>('0' + ms / 10 % 10);
+  buf[22] = static_cast<char>('0' + ms % 10);
+  return std::string_view(buf, 24);
 }
 
 void write(Level level, std::string_view event, nlohmann::json fields) {
@@ -95,4 +118,12 @@ void audit(nlohmann::json record) {
              line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
+}  // namespace sidekey::log
+
+namespace sidekey::log {
+void audit_line(std::string& line) {
+  line.push_back('\n');
+  write_all(g_audit_fd.load(std::memory_order_relaxed), line);
+  line.pop_back();
+}
 }  // namespace sidekey::log

@@ -24,8 +24,13 @@ inline void error(std::string_view e, nlohmann::json f = nlohmann::json::object(
 // Audit log: "stderr" or a file path (opened for append). Throws std::runtime_error on failure.
 void set_audit_target(const std::string& target);
 void audit(nlohmann::json record);
+// Writes one finished audit line (a JSON object, no newline; one is appended in place).
+void audit_line(std::string& line);
 
 // RFC 3339 UTC timestamp with milliseconds, e.g. 2026-11-27T02:14:21.123Z.
 std::string now_rfc3339();
+// The same, as a view of a per-thread buffer valid until the thread's next call; the date and
+// time of day are formatted once per second.
+std::string_view now_rfc3339_view();
 
 }  // namespace sidekey::log

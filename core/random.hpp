@@ -6,6 +6,6 @@ namespace sidekey {
 std::string random_bytes(std::size_t n);
 // RFC 4122 version 4 UUID, lower-case.
 std::string uuid_v4();
-// Short opaque id for requests: 16 random bytes, hex.
+// Opaque id for requests, 32 hex digits: unique per process, unpredictable across processes.
 std::string request_id();
 }  // namespace sidekey

@@ -1,7 +1,10 @@
 #include "proxy/audit.hpp"
 
 #include <cmath>
+#include <string>
+#include <unordered_map>
 
+#include "core/json_line.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 
@@ -33,26 +36,67 @@ void observe_upstream_connect(double seconds) {
   h.observe(seconds);
 }
 
+namespace {
+// The labelled series a request touches, looked up per thread by a key built in a reused
+// buffer: no allocation and no lock once a series has been seen.
+metrics::Counter& requests_counter(const std::string& rule, const std::string& decision, int status) {
+  thread_local std::unordered_map<std::string, metrics::Counter*> cache;
+  thread_local std::string key;
+  key.assign(rule).push_back('\0');
+  key.append(decision).push_back('\0');
+  key.append(std::to_string(status));
+  if (auto it = cache.find(key); it != cache.end()) return *it->second;
+  auto& c = metrics::registry().counter("sidekey_requests_total",
+                                        {{"rule", rule}, {"decision", decision}, {"code", std::to_string(status)}});
+  cache.emplace(key, &c);
+  return c;
+}
+
+metrics::Counter& injections_counter(const std::string& secret) {
+  thread_local std::unordered_map<std::string, metrics::Counter*> cache;
+  if (auto it = cache.find(secret); it != cache.end()) return *it->second;
+  auto& c = metrics::registry().counter("sidekey_injections_total", {{"secret", secret}});
+  cache.emplace(secret, &c);
+  return c;
+}
+
+double round3(double v) { return std::round(v * 1000) / 1000; }
+}  // namespace
+
 void AuditRecord::emit() const {
   double duration_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  nlohmann::json line = {{"request_id", request_id}, {"client", client},   {"method", method},
-                         {"scheme", scheme},         {"host", host},       {"port", port},
-                         {"path", path},             {"rule", rule},       {"decision", decision},
-                         {"secrets", secrets},       {"injected", injected}, {"status", status},
-                         {"bytes_in", bytes_in},     {"bytes_out", bytes_out},
-                         {"duration_ms", std::round(duration_ms * 1000) / 1000},
-                         {"upstream_ms", upstream_ms < 0 ? nlohmann::json(nullptr) : nlohmann::json(std::round(upstream_ms * 1000) / 1000)},
-                         {"scrubbed", scrubbed}, {"error", error.empty() ? nlohmann::json(nullptr) : nlohmann::json(error)}};
-  log::audit(std::move(line));
+  thread_local std::string line;
+  line.clear();
+  json::ObjectWriter w(line);
+  w.str("ts", log::now_rfc3339_view())
+      .str("event", "audit")
+      .str("request_id", request_id)
+      .str("client", client)
+      .str("method", method)
+      .str("scheme", scheme)
+      .str("host", host)
+      .num("port", port)
+      .str("path", path)
+      .str("rule", rule)
+      .str("decision", decision)
+      .strings("secrets", secrets)
+      .strings("injected", injected)
+      .num("status", status)
+      .num("bytes_in", bytes_in)
+      .num("bytes_out", bytes_out)
+      .num("duration_ms", round3(duration_ms));
+  if (upstream_ms < 0) w.null("upstream_ms");
+  else w.num("upstream_ms", round3(upstream_ms));
+  w.num("scrubbed", scrubbed).str_or_null("error", error).close();
+  log::audit_line(line);
 
-  auto& r = metrics::registry();
-  r.counter("sidekey_requests_total", {{"rule", rule}, {"decision", decision}, {"code", std::to_string(status)}}).inc();
-  for (const auto& s : secrets) r.counter("sidekey_injections_total", {{"secret", s}}).inc();
-  static auto& h = r.histogram("sidekey_request_duration_seconds", kLatencyBuckets);
+  requests_counter(rule, decision, status).inc();
+  for (const auto& s : secrets) injections_counter(s).inc();
+  static auto& h = metrics::registry().histogram("sidekey_request_duration_seconds", kLatencyBuckets);
   h.observe(duration_ms / 1000);
   if (scrubbed) {
-    static auto& sc = r.counter("sidekey_scrubbed_total");
+    static auto& sc = metrics::registry().counter("sidekey_scrubbed_total");
     sc.inc(scrubbed);
   }
 }

@@ -64,12 +64,13 @@ inline bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message && ec != http::error::need_buffer;
 }
 
-// The head goes out on its own first: a stream whose first body byte is late (server-sent
-// events) must not hold the head back. Then each piece is written as soon as it is read
-// (async_read_some, not async_read, which would wait for a full buffer). `prefetched` is a body
-// piece read before the relay started (the request's first piece, read before dialing so that
-// bad framing is refused before anything goes upstream). With `header_only` (HEAD, 204, 304)
-// nothing follows the head, not even a last chunk.
+// Each piece is written as soon as it is read (async_read_some, not async_read, which would wait
+// for a full buffer). The head goes out together with the first piece when that piece is at hand
+// (already buffered, already read, or no body at all): one write instead of two. Otherwise it goes
+// out on its own first, so that a stream whose first body byte is late (server-sent events) does
+// not hold the head back. `prefetched` is a body piece read before the relay started (the
+// request's first piece, read before dialing so that bad framing is refused before anything goes
+// upstream). With `header_only` (HEAD, 204, 304) nothing follows the head, not even a last chunk.
 template <bool isRequest, class In, class Out, class Transform>
 net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
                                        Out& out, Transform& transform, std::chrono::milliseconds idle,
@@ -78,14 +79,17 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
                                        bool header_only = false) {
   http::serializer<isRequest, http::buffer_body> sr{p.get()};
   RelayResult result;
-  lowest(out).expires_after(idle);
-  auto [hec, hn] = co_await http::async_write_header(out, sr, tuple_awaitable);
-  if (hec) {
-    result.status = RelayStatus::write_failed;
-    result.ec = hec;
-    co_return result;
+  bool piece_at_hand = prefetched || p.is_done() || in_buf.size() > 0;
+  if (header_only || !piece_at_hand) {
+    lowest(out).expires_after(idle);
+    auto [hec, hn] = co_await http::async_write_header(out, sr, tuple_awaitable);
+    if (hec) {
+      result.status = RelayStatus::write_failed;
+      result.ec = hec;
+      co_return result;
+    }
+    if (header_only) co_return result;
   }
-  if (header_only) co_return result;
   std::array<char, 16384> raw;
   std::string piece;
   while (!sr.is_done()) {

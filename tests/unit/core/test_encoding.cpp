@@ -1,5 +1,9 @@
 #include <boost/test/unit_test.hpp>
 
+#include <set>
+#include <thread>
+#include <vector>
+
 #include "core/duration.hpp"
 #include "core/encoding.hpp"
 #include "core/ip.hpp"
@@ -59,6 +63,27 @@ BOOST_AUTO_TEST_CASE(uuids_are_v4) {
   BOOST_TEST(a.size() == 36u);
   BOOST_TEST(a[14] == '4');
   BOOST_TEST((a[19] == '8' || a[19] == '9' || a[19] == 'a' || a[19] == 'b'));
+}
+
+BOOST_AUTO_TEST_CASE(request_ids_are_32_hex_digits_and_unique_across_threads) {
+  std::vector<std::vector<std::string>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (auto& ids : per_thread)
+    threads.emplace_back([&ids] {
+      for (int i = 0; i < 20000; ++i) ids.push_back(request_id());
+    });
+  for (auto& t : threads) t.join();
+  std::set<std::string> all;
+  for (const auto& ids : per_thread)
+    for (const auto& id : ids) {
+      BOOST_TEST(id.size() == 32u);
+      BOOST_TEST(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+      all.insert(id);
+    }
+  BOOST_TEST(all.size() == 4u * 20000u);
+  // Consecutive ids of one thread do not share their varying half: not a visible counter.
+  BOOST_TEST(per_thread[0][0].substr(16) != per_thread[0][1].substr(16));
+  BOOST_TEST(per_thread[0][0].substr(0, 16) != per_thread[1][0].substr(0, 16));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,34 @@
+#pragma once
+// A flat JSON object written straight into a string, for the one line per request of the audit
+// log: no intermediate tree, no allocation beyond the output. Strings are escaped as JSON
+// requires; bytes that are not UTF-8 become U+FFFD, as the diagnostic log's writer does.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sidekey::json {
+
+// Appends `text` as a JSON string literal (with its quotes).
+void append_quoted(std::string& out, std::string_view text);
+
+class ObjectWriter {
+ public:
+  explicit ObjectWriter(std::string& out) : out_(out) { out_.push_back('{'); }
+  ObjectWriter& str(std::string_view key, std::string_view value);
+  ObjectWriter& str_or_null(std::string_view key, std::string_view value);  // "" -> null
+  ObjectWriter& num(std::string_view key, std::int64_t value);
+  ObjectWriter& num(std::string_view key, std::uint64_t value);
+  ObjectWriter& num(std::string_view key, int value) { return num(key, static_cast<std::int64_t>(value)); }
+  ObjectWriter& num(std::string_view key, double value);  // shortest round-trip form; NaN/inf -> null
+  ObjectWriter& null(std::string_view key);
+  ObjectWriter& strings(std::string_view key, const std::vector<std::string>& values);
+  void close() { out_.push_back('}'); }
+
+ private:
+  void key(std::string_view k);
+  std::string& out_;
+  bool first_ = true;
+};
+
+}  // namespace sidekey::json
