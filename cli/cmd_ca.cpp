@@ -37,9 +37,10 @@ int cmd_ca(const Args& args) {
       std::cout << ca->certificate_pem() << std::flush;
       return std::cout ? 0 : 1;
     }
+    // config_from made the paths absolute; normal form too ("/w/d/ca.pem", never "/w/./d/ca.pem").
     std::error_code ec;
     auto cert = std::filesystem::absolute(ca->cert_path(), ec);
-    if (ec) cert = ca->cert_path();
+    cert = (ec ? ca->cert_path() : cert).lexically_normal();
     std::cout << (ca->created() ? "created " : "using ") << "the interception CA \"" << ca->subject() << "\"\n"
               << "certificate: " << cert.string() << "\n"
               << "sha256: " << ca->fingerprint_sha256() << "\n";

@@ -109,7 +109,7 @@ int cmd_exec(const Args& all) {
     return 2;
   }
   if (command.empty()) {
-    print_error("usage: sidekey exec [--config F] [--ref-env VAR=NAME]... -- COMMAND [ARGS]...");
+    print_error("usage: sidekey exec [--config F] [--policy F] [--data-dir D] [--ref-env VAR=NAME]... -- COMMAND [ARGS]...");
     return 2;
   }
   std::string program = find_program(command[0]);

@@ -24,13 +24,28 @@ policy::PolicyPtr load_or_report(const std::string& file, bool print_warnings) {
   }
 }
 
+// check takes no option (like explain, an unknown one is a usage error, exit 2, rather than a
+// file that cannot be opened, exit 1); "--" ends options, for a file whose name starts with '-'.
 int check(const Args& args) {
-  if (args.empty()) {
-    print_error("usage: sidekey policy check FILE...");
+  const std::string usage = "usage: sidekey policy check FILE...";
+  std::vector<std::string> files;
+  bool options_done = false;
+  for (const auto& a : args) {
+    if (!options_done && a == "--") {
+      options_done = true;
+    } else if (!options_done && a.size() > 1 && a[0] == '-') {
+      print_error("unknown option '" + a + "': policy check takes only files (" + usage + ")");
+      return 2;
+    } else {
+      files.push_back(a);
+    }
+  }
+  if (files.empty()) {
+    print_error(usage);
     return 2;
   }
   int rc = 0;
-  for (const auto& file : args) {
+  for (const auto& file : files) {
     auto p = load_or_report(file, true);
     if (!p) {
       rc = 1;

@@ -54,10 +54,17 @@ int cmd_secrets(const Args& args) {
     print_error("secret name must match [A-Za-z0-9_][A-Za-z0-9_.\\-/]{0,127}");
     return 2;
   }
+  std::vector<std::string> hosts;
+  if (vm.count("host")) hosts = vm["host"].as<std::vector<std::string>>();
+  for (const auto& h : hosts)
+    if (auto problem = host_problem(h); !problem.empty()) {
+      // Refused before anything is read or stored: an entry the policy cannot parse would be
+      // kept and then silently left out of the binding.
+      print_error("--host: " + problem);
+      return 2;
+    }
   try {
     if (action == "set") {
-      std::vector<std::string> hosts;
-      if (vm.count("host")) hosts = vm["host"].as<std::vector<std::string>>();
       auto value = read_value_from_stdin();
       auto store = open_store(cfg);
       auto meta = store->put("", name, std::move(value), hosts);

@@ -11,6 +11,7 @@
 #include "api/gateway.hpp"
 #include "certs/ca.hpp"
 #include "certs/trust_bundle.hpp"
+#include "cli/common.hpp"
 #include "core/files.hpp"
 #include "core/log.hpp"
 #include "core/yaml_util.hpp"
@@ -63,15 +64,6 @@ void describe_metrics() {
   r.describe("sidekey_secrets", "gauge", "Secrets known (store and sources).");
   r.describe("sidekey_api_requests_total", "counter", "Agent Protocol API requests by status code.");
   r.gauge("sidekey_active_connections");
-}
-
-// Host patterns accepted in allowed_hosts: the policy's binding grammar, checked coarsely here.
-std::string host_problem(std::string_view h) {
-  if (h.empty() || h.size() > 300) return "host pattern must be 1 to 300 characters";
-  for (char c : h)
-    if (c <= ' ' || c == '"' || c == '\\' || static_cast<unsigned char>(c) >= 0x7f)
-      return "host pattern contains a character that is not allowed";
-  return {};
 }
 }  // namespace
 

@@ -10,6 +10,9 @@ int status_for(std::string_view c) {
   if (c == code::policy_denied || c == code::secret_not_bound || c == code::unknown_secret ||
       c == code::reference_not_allowed || c == code::reference_required || c == code::egress_blocked)
     return 403;
+  // Not the agent's doing: a stored value the policy cannot write where it puts it (README's
+  // table of codes: 500). Listed so it does not depend on the fall-through below.
+  if (c == code::secret_invalid) return 500;
   return 500;
 }
 

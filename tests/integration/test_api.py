@@ -122,6 +122,26 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(ok.status_code, 200)
         self.assertEqual(self.call("GET", "/ap/v1/agent/secrets").json()["pagination"]["total_items"], 1)
 
+    def test_allowed_hosts_follow_the_policy_grammar(self):
+        """allowed_hosts entries are the policy's host patterns (SPEC section 4): one the grammar
+        rejects is refused with 422 naming it, never stored only to be left out of the binding."""
+        for bad in ("*", "a.com/x", "https://a.com/v1", "ftp://a.com", "user@a.com", "a*.example.com",
+                    "*.10.0.0.1", "a.com:99999", "http://", "a b.com"):
+            for path, body in (("/ap/v1/agent/secrets", {"secret_key": "k", "secret_value": "v"}),
+                               ("/ap/v1/agent/tasks/t-1/secrets", {"name": "k", "value": "v"})):
+                r = self.call("POST", path, json=dict(body, allowed_hosts=["api.example.com", bad]))
+                self.assertEqual(r.status_code, 422, "%s %r: %s" % (path, bad, r.text))
+                self.assertIn("allowed_hosts", r.json()["message"], bad)
+                self.assertIn(bad, r.json()["message"])
+        self.assertEqual(self.call("GET", "/ap/v1/agent/secrets").json()["secret_keys"], [])
+        self.assertEqual(self.call("GET", "/ap/v1/agent/tasks/t-1/secrets").json()["secrets"], [])
+        # Every form the grammar has is accepted, schemes included.
+        good = ["api.example.com", "*.example.com", "api.example.com:8443", "http://127.0.0.1:18080",
+                "https://api.example.com", "HTTP://Upper.Example.com", "[::1]:8443", "::1", "10.0.0.5"]
+        r = self.call("POST", "/ap/v1/agent/secrets", json={"secret_key": "k", "secret_value": "v", "allowed_hosts": good})
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(r.json()["allowed_hosts"], good)
+
     def test_task_scoped(self):
         base1, base2 = "/ap/v1/agent/tasks/task-1/secrets", "/ap/v1/agent/tasks/task-2/secrets"
         r1 = self.call("POST", base1, json={"name": "api_key", "value": PLAINTEXTS[2]})

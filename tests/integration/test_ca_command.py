@@ -6,7 +6,7 @@ import stat
 import subprocess
 import unittest
 
-from harness import Sidekey
+from harness import SIDEKEY_BIN, Sidekey
 
 
 def openssl(*args, input=None):
@@ -99,6 +99,28 @@ class CaCommandTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("do not match", p.stderr)
         self.assertEqual(p.stdout, "")
+
+    def test_init_prints_a_normal_absolute_path_for_a_relative_data_dir(self):
+        """`ca init` prints where the certificate is as an absolute, normal path: never
+        "/w/./data/ca.pem", whether data_dir comes from a relative config file, the defaults or
+        a relative --data-dir."""
+        sk = self.sk
+        with open(sk.config_path, "w") as f:
+            f.write('data_dir: ./data\n')
+        os.mkdir(os.path.join(sk.dir, "sub"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEKEY_")}
+        for cwd, args, data in ((sk.dir, ["--config", "sidekey.yaml"], "data"),
+                                (sk.dir, [], "data"),                           # ./sidekey.yaml
+                                (sk.dir, ["--data-dir", "./flagged/"], "flagged"),
+                                (os.path.join(sk.dir, "sub"), ["--config", "../sidekey.yaml"], "data"),
+                                (os.path.join(sk.dir, "sub"), ["--data-dir", "../sub/./x/../d"], "sub/d")):
+            p = subprocess.run([SIDEKEY_BIN, "ca", "init"] + args, capture_output=True, text=True, timeout=60,
+                               cwd=cwd, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            printed = re.search(r"^certificate: (.*)$", p.stdout, re.M).group(1)
+            self.assertTrue(os.path.isabs(printed), p.stdout)
+            self.assertEqual(printed, os.path.normpath(printed), p.stdout)
+            self.assertTrue(os.path.samefile(printed, os.path.join(sk.dir, data, "ca.pem")), p.stdout)
 
     def test_usage_errors(self):
         sk = self.sk

@@ -35,6 +35,39 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("unknown command", p.stderr)
 
+    def test_help_lists_data_dir_for_every_command_that_takes_it(self):
+        """SPEC section 11: every subcommand that touches the data folder takes --config F and
+        --data-dir D, and `sidekey help` says so on its usage line (exec and env included)."""
+        lines = [l.strip() for l in run(["help"]).stdout.splitlines()]
+        for words in (["serve"], ["secrets", "set"], ["secrets", "list"], ["secrets", "rm"], ["exec"], ["env"],
+                      ["ca", "init|export"]):
+            prefix = " ".join(["sidekey"] + words) + " "
+            usage = [l for l in lines if l.startswith(prefix)]
+            self.assertEqual(len(usage), 1, (words, lines))
+            self.assertIn("[--config F]", usage[0])
+            self.assertIn("[--data-dir D]", usage[0])
+        # exec also takes --policy (like serve).
+        self.assertIn("[--policy F]", [l for l in lines if l.startswith("sidekey exec ")][0])
+
+    def test_secrets_set_refuses_a_host_the_policy_grammar_rejects(self):
+        """--host takes the policy's host patterns; anything else is a usage error (exit 2) naming
+        it, and nothing is stored (it would be left out of the binding without a word)."""
+        sk = Sidekey()
+        try:
+            for bad in ("*", "a.com/x", "ftp://a.com", "a*.example.com"):
+                p = sk.run_cli("secrets", "set", "s", "--host", "api.example.com", "--host", bad, input=VALUE,
+                               check=False)
+                self.assertEqual(p.returncode, 2, (bad, p.stderr))
+                self.assertIn("--host", p.stderr)
+                self.assertIn("'%s'" % bad, p.stderr)
+            self.assertEqual(sk.run_cli("secrets", "list").stdout, "")
+            sk.run_cli("secrets", "set", "s", "--host", "https://api.example.com", "--host", "http://127.0.0.1:8080",
+                       "--host", "*.example.com:8443", input=VALUE)
+            self.assertIn("https://api.example.com,http://127.0.0.1:8080,*.example.com:8443",
+                          sk.run_cli("secrets", "list").stdout)
+        finally:
+            sk.__exit__(None, None, None)
+
     def test_config_errors_name_file_line_column(self):
         sk = Sidekey()
         try:

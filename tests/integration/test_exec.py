@@ -364,6 +364,61 @@ print(json.dumps({{"status": r.status_code, "content": r.json()["choices"][0]["m
         self.assertTrue(os.path.exists(env["NODE_EXTRA_CA_CERTS"]))
         self.assertFalse(any(k.startswith("SIDEKEY_") for k in names))
 
+    # -- relative data_dir: the trust paths handed on are absolute -------------------------------
+    def assert_trust_paths_absolute(self, env, data_dir):
+        for v in TRUST_VARS + ["NODE_EXTRA_CA_CERTS"]:
+            path = env[v]
+            self.assertTrue(os.path.isabs(path), "%s=%s" % (v, path))
+            self.assertEqual(path, os.path.normpath(path), "%s=%s" % (v, path))
+            name = "ca.pem" if v == "NODE_EXTRA_CA_CERTS" else "trust-bundle.pem"
+            self.assertTrue(os.path.samefile(path, os.path.join(data_dir, name)), "%s=%s" % (v, path))
+
+    def test_trust_paths_are_absolute_with_a_relative_data_dir(self):
+        """data_dir relative (the defaults, a relative config file, a relative --data-dir): the
+        exported SSL_CERT_FILE, NODE_EXTRA_CA_CERTS… are still absolute, so a child that changes
+        folder keeps trusting the interception CA."""
+        sk = self.sk
+        os.mkdir(os.path.join(sk.dir, "sub"))
+        out = os.path.join(sk.dir, "child-env.json")
+        dump = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+        cd_check = ('cd / && test -f "$SSL_CERT_FILE" && test -f "$CURL_CA_BUNDLE" && test -f "$REQUESTS_CA_BUNDLE" '
+                    '&& test -f "$NODE_EXTRA_CA_CERTS"')
+        for cwd, opts, data in ((sk.dir, ["--config", "sidekey.yaml"], "data"),
+                                (sk.dir, [], "data"),                                   # ./sidekey.yaml
+                                (sk.dir, ["--config", "sidekey.yaml", "--data-dir", "other"], "other"),
+                                (os.path.join(sk.dir, "sub"), ["--config", "../sidekey.yaml", "--data-dir", "./d/"],
+                                 "sub/d")):
+            data_dir = os.path.join(sk.dir, data)
+            argv = [SIDEKEY_BIN, "exec"] + opts + ["--"]
+            p = subprocess.run(argv + ["sh", "-c", cd_check], capture_output=True, text=True, timeout=45,
+                               env=parent_env({"HOME": self.home}), cwd=cwd)
+            self.outputs += [p.stdout, p.stderr]
+            self.assertEqual(p.returncode, 0, "%s in %s: the child lost its trust files after cd /: %s"
+                             % (opts, cwd, p.stderr))
+            p = subprocess.run(argv + [PY, "-c", dump, out], capture_output=True, text=True, timeout=45,
+                               env=parent_env({"HOME": self.home}), cwd=cwd)
+            self.outputs += [p.stdout, p.stderr]
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(out) as f:
+                self.assert_trust_paths_absolute(json.load(f), data_dir)
+
+    def test_env_trust_paths_are_absolute_with_a_relative_data_dir(self):
+        sk = self.sk
+        sk.config["listen"] = dict(sk.config["listen"], proxy="127.0.0.1:3199")
+        with open(sk.config_path, "w") as f:
+            f.write(_yaml(sk.config) + "\n")
+        for opts, data in ((["--config", "sidekey.yaml"], "data"), ([], "data"),
+                           (["--config", "sidekey.yaml", "--data-dir", "./other/"], "other")):
+            p = subprocess.run([SIDEKEY_BIN, "env"] + opts, capture_output=True, text=True, timeout=45,
+                               env=parent_env(), cwd=sk.dir)
+            self.outputs += [p.stdout, p.stderr]
+            self.assertEqual(p.returncode, 0, p.stderr)
+            script = self.script("env-rel.sh", p.stdout)
+            q = subprocess.run(["bash", "-c", '. "$1"; cd /; env -0', "bash", script], capture_output=True, text=True,
+                               timeout=30, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            env = dict(item.split("=", 1) for item in q.stdout.split("\0") if "=" in item)
+            self.assert_trust_paths_absolute(env, os.path.join(sk.dir, data))
+
     def test_env_refuses_port_zero(self):
         p = self.sk.run_cli("env", check=False)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)

@@ -43,6 +43,30 @@ class PolicyCheckTest(unittest.TestCase):
             self.assertEqual(sidekey("policy", "check").returncode, 2)
             self.assertEqual(sidekey("policy", "frobnicate").returncode, 2)
 
+    def test_an_option_is_a_usage_error(self):
+        """check takes files only: an option (`--data-dir d`, as other commands take) is a usage
+        error, exit 2, like explain's unknown options, not a file it cannot open (exit 1)."""
+        good = os.path.join(SOURCE_DIR, "config", "policy.yaml")
+        for args in (["--data-dir", "d", good], [good, "--config", "x.yaml"], ["--bogus", good], ["-x", good]):
+            p = sidekey("policy", "check", *args)
+            self.assertEqual(p.returncode, 2, (args, p.stderr))
+            self.assertEqual(p.stdout, "")
+            self.assertIn("unknown option '%s'" % [a for a in args if a.startswith("-")][0], p.stderr)
+            self.assertIn("usage: sidekey policy check FILE", p.stderr)
+            self.assertNotIn("cannot open", p.stderr)
+        # explain agrees.
+        self.assertEqual(sidekey("policy", "explain", "--data-dir", "d", "--policy", good, "GET",
+                                 "https://a.test/").returncode, 2)
+        # "--" ends options: a file named like one can still be checked.
+        with tempfile.TemporaryDirectory() as d:
+            dashed = os.path.join(d, "-dashed.yaml")
+            with open(dashed, "w") as f:
+                f.write("version: 1\ndefault: deny\n")
+            p = subprocess.run([SIDEKEY_BIN, "policy", "check", "--", "-dashed.yaml"], capture_output=True, text=True,
+                               timeout=60, cwd=d)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("-dashed.yaml: ok (", p.stdout)
+
     def test_a_shadowed_rule_is_a_warning_not_an_error(self):
         with tempfile.TemporaryDirectory() as d:
             f = os.path.join(d, "shadow.yaml")
