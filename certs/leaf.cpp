@@ -177,7 +177,7 @@ std::shared_ptr<boost::asio::ssl::context> make_server_context(const Certificate
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   SSL_CTX* h = ctx->native_handle();
   SSL_CTX_set_min_proto_version(h, TLS1_2_VERSION);
-  SSL_CTX_set_options(h, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+  SSL_CTX_set_options(h, SSL_OP_CLEANSE_PLAINTEXT | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                              SSL_OP_ALL);
   SSL_CTX_set_mode(h, SSL_MODE_RELEASE_BUFFERS);
   static const unsigned char kSidCtx[] = "sidekey";

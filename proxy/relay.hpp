@@ -10,7 +10,9 @@
 
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -31,9 +33,40 @@ beast::tcp_stream& lowest(Stream& s) {
 }
 
 
+// Beast frees field storage without clearing it; values that held an injected secret or an
+// echo of one are overwritten in place first. (Field values live in memory Beast allocated for
+// this message, so writing through the view is writing to our own buffer.)
+inline void wipe_view(std::string_view v) {
+  if (!v.empty()) secrets::wipe(const_cast<char*>(v.data()), v.size());
+}
+
+template <bool isRequest>
+void wipe_field_values(http::header<isRequest>& m) {
+  for (const auto& f : m) wipe_view(f.value());
+  if constexpr (isRequest) wipe_view(m.target());
+}
+
+// Wipes a message's field values (and target) when it goes out of scope.
+template <bool isRequest>
+struct FieldValuesWiper {
+  http::header<isRequest>& m;
+  ~FieldValuesWiper() { wipe_field_values(m); }
+};
+
+// Clears a connection's read buffer, consumed bytes included, once it has carried a response
+// that may echo a secret.
+inline void wipe_buffer(beast::flat_buffer& b) {
+  b.consume(b.size());
+  auto all = b.prepare(b.capacity());
+  secrets::wipe(static_cast<char*>(all.data()), all.size());
+}
+
 template <bool isRequest>
 void replace_fields(http::header<isRequest>& m, const policy::Headers& headers) {
-  for (auto it = m.begin(); it != m.end();) it = m.erase(it);
+  for (auto it = m.begin(); it != m.end();) {
+    wipe_view(it->value());
+    it = m.erase(it);
+  }
   for (const auto& h : headers) m.insert(h.name, h.value);
 }
 
@@ -64,6 +97,37 @@ inline bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message && ec != http::error::need_buffer;
 }
 
+// The head exactly as the message's fields say (framing included: the caller has set
+// Transfer-Encoding or Content-Length for the outgoing side). Rendered by hand rather than by
+// Beast's serializer, whose buffer-sequence machinery cost more than the rest of the relay.
+template <bool isRequest>
+std::string render_head(const http::header<isRequest>& h) {
+  std::string out;
+  out.reserve(512);
+  if constexpr (isRequest) {
+    out.append(h.method_string());
+    out.push_back(' ');
+    out.append(h.target());
+    out.append(h.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  } else {
+    out.append(h.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    out.append(std::to_string(h.result_int()));
+    out.push_back(' ');
+    auto reason = h.reason();
+    if (reason.empty()) reason = http::obsolete_reason(h.result());
+    out.append(reason);
+    out.append("\r\n");
+  }
+  for (const auto& f : h) {
+    out.append(f.name_string());
+    out.append(": ");
+    out.append(f.value());
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+  return out;
+}
+
 // Each piece is written as soon as it is read (async_read_some, not async_read, which would wait
 // for a full buffer). The head goes out together with the first piece when that piece is at hand
 // (already buffered, already read, or no body at all): one write instead of two. Otherwise it goes
@@ -77,23 +141,42 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
                                        std::uint64_t& body_bytes, bool identity,
                                        std::optional<std::string_view> prefetched = std::nullopt,
                                        bool header_only = false) {
-  http::serializer<isRequest, http::buffer_body> sr{p.get()};
   RelayResult result;
+  // The head may carry injected secret values: wiped once written.
+  struct WipedHead {
+    std::string bytes;
+    ~WipedHead() { secrets::wipe(bytes); }
+  } head{render_head(p.get().base())};
+  const bool chunked = p.get().chunked();  // the outgoing framing, set by the caller
+  bool head_pending = true;
+  auto fail = [&](RelayStatus status, beast::error_code ec) {
+    result.status = status;
+    result.ec = ec;
+    return result;
+  };
   bool piece_at_hand = prefetched || p.is_done() || in_buf.size() > 0;
   if (header_only || !piece_at_hand) {
     lowest(out).expires_after(idle);
-    auto [hec, hn] = co_await http::async_write_header(out, sr, tuple_awaitable);
-    if (hec) {
-      result.status = RelayStatus::write_failed;
-      result.ec = hec;
-      co_return result;
-    }
+    auto [hec, hn] = co_await net::async_write(out, net::buffer(head.bytes), tuple_awaitable);
+    if (hec) co_return fail(RelayStatus::write_failed, hec);
+    head_pending = false;
     if (header_only) co_return result;
   }
   std::array<char, 16384> raw;
+  // A transformed body is one that may carry a secret (substituted in, or echoed back to be
+  // scrubbed): what was read of it is wiped when the relay ends.
+  struct RawWiper {
+    std::array<char, 16384>& raw;
+    bool on;
+    ~RawWiper() {
+      if (on) secrets::wipe(raw.data(), raw.size());
+    }
+  } raw_wiper{raw, !identity};
   std::string piece;
-  while (!sr.is_done()) {
-    std::optional<std::string_view> data;
+  char size_line[24];
+  static constexpr std::string_view kCrlf = "\r\n", kLastChunk = "0\r\n\r\n";
+  for (;;) {
+    std::string_view data;
     if (prefetched) {
       data = *prefetched;
       prefetched.reset();
@@ -103,51 +186,41 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
       lowest(in).expires_after(idle);
       auto [ec, n] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
       if (ec == http::error::need_buffer) ec = {};
-      if (ec) {
-        result.status = RelayStatus::read_failed;
-        result.ec = ec;
-        co_return result;
-      }
+      if (ec) co_return fail(RelayStatus::read_failed, ec);
       data = std::string_view(raw.data(), raw.size() - p.get().body().size);
     }
-    if (data) {
-      body_bytes += data->size();
-      if (identity) {
-        p.get().body().data = const_cast<char*>(data->data());
-        p.get().body().size = data->size();
-      } else {
-        piece.clear();
-        std::optional<policy::Refusal> refusal = transform(*data, p.is_done(), piece);
-        if (refusal) {
-          result.status = RelayStatus::refused;
-          result.refusal = std::move(refusal);
-          secrets::wipe(piece);
-          co_return result;
-        }
-        p.get().body().data = piece.data();
-        p.get().body().size = piece.size();
+    const bool last = p.is_done();
+    body_bytes += data.size();
+    std::string_view send = data;
+    if (!identity && (!data.empty() || last)) {
+      piece.clear();
+      if (auto refusal = transform(data, last, piece)) {
+        secrets::wipe(piece);
+        result.status = RelayStatus::refused;
+        result.refusal = std::move(refusal);
+        co_return result;
       }
-    } else {
-      p.get().body().data = nullptr;
-      p.get().body().size = 0;
+      send = piece;
     }
-    bool last = p.is_done();
-    // An empty piece must be a null buffer: Beast frames a non-null empty buffer as a zero-size
-    // chunk, which the peer reads as the end of the body.
-    if (p.get().body().size == 0) p.get().body().data = nullptr;
-    p.get().body().more = !last;
-    if (p.get().body().size == 0 && !last) continue;  // only framing was read
-    lowest(out).expires_after(idle);
-    auto [wec, wn] = co_await http::async_write(out, sr, tuple_awaitable);
-    if (!identity) secrets::wipe(piece);
-    if (wec == http::error::need_buffer) wec = {};
-    if (wec) {
-      result.status = RelayStatus::write_failed;
-      result.ec = wec;
-      co_return result;
+    std::array<net::const_buffer, 5> bufs;
+    std::size_t nbufs = 0;
+    if (head_pending) bufs[nbufs++] = net::buffer(head.bytes);
+    if (!send.empty()) {
+      if (chunked) {
+        int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", send.size());
+        bufs[nbufs++] = net::buffer(size_line, static_cast<std::size_t>(len));
+      }
+      bufs[nbufs++] = net::buffer(send.data(), send.size());
+      if (chunked) bufs[nbufs++] = net::buffer(kCrlf.data(), kCrlf.size());
     }
-    // The write with more=false emitted the end of the message (and the last chunk): calling
-    // the serializer again would emit a second last chunk.
+    if (last && chunked) bufs[nbufs++] = net::buffer(kLastChunk.data(), kLastChunk.size());
+    if (nbufs > 0) {
+      lowest(out).expires_after(idle);
+      auto [wec, wn] = co_await net::async_write(out, std::span(bufs.data(), nbufs), tuple_awaitable);
+      if (!identity) secrets::wipe(piece);
+      if (wec) co_return fail(RelayStatus::write_failed, wec);
+      head_pending = false;
+    }
     if (last) break;
   }
   co_return result;

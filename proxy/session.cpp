@@ -356,6 +356,7 @@ net::awaitable<bool> Session<Client>::serve_one() {
   auto length_in = p.content_length();
   bool upgrade = policy::is_upgrade_request(plan.headers);
   replace_fields(req, plan.headers);
+  FieldValuesWiper<true> req_wiper{req};  // the fields now hold injected values
   req.erase(http::field::content_length);  // framing is ours to set, below
   req.erase(http::field::transfer_encoding);
   req.erase(http::field::expect);  // sidekey answers 100-continue itself, once the request may go
@@ -549,6 +550,9 @@ net::awaitable<bool> Session<Client>::serve_one() {
       },
       conn->stream);
   st.audit.scrubbed = scrubber.replaced();
+  bool reusable = got.status == RelayStatus::ok && rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0;
+  // The buffer held the response before scrubbing (after a switch it holds the first frames).
+  if (scrubbing && !switching) wipe_buffer(conn->buffer);
   if (got.status != RelayStatus::ok) {
     conn->close();
     st.audit.error = got.status == RelayStatus::read_failed ? "upstream_aborted" : "client_aborted";
@@ -597,7 +601,7 @@ net::awaitable<bool> Session<Client>::serve_one() {
     co_return false;
   }
 
-  if (rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0) UpstreamPool::for_this_thread().put(std::move(conn), ctx_.idle_timeout);
+  if (reusable) UpstreamPool::for_this_thread().put(std::move(conn), ctx_.idle_timeout);
   else conn->close();
   st.audit.emit();
   co_return keep;

@@ -16,6 +16,8 @@ UpstreamTls::UpstreamTls(const std::filesystem::path& extra_ca_file, bool verify
     : ctx_(net::ssl::context::tls_client), verify_(verify) {
   SSL_CTX_set_min_proto_version(ctx_.native_handle(), TLS1_2_VERSION);
   ctx_.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_compression);
+  // Decrypted records may hold an echo of an injected secret: OpenSSL wipes them once read.
+  SSL_CTX_set_options(ctx_.native_handle(), SSL_OP_CLEANSE_PLAINTEXT);
   ctx_.set_default_verify_paths();
   if (!extra_ca_file.empty()) ctx_.load_verify_file(extra_ca_file.string());
   ctx_.set_verify_mode(verify ? net::ssl::verify_peer : net::ssl::verify_none);
