@@ -43,7 +43,11 @@ void add(Entries& out, std::string name, std::string binding, const char* origin
 
 void add_store(Entries& out, const Store* store) {
   if (!store) return;
-  for (const auto& s : *store->snapshot()) {
+  // Held in a local: in `for (… : *store->snapshot())` the shared_ptr is a temporary that dies
+  // before the loop runs (C++20 extends only the vector reference's lifetime), and a store write
+  // on a worker thread may then free the vector under the loop.
+  const auto snapshot = store->snapshot();
+  for (const auto& s : *snapshot) {
     const SecretMeta& m = s.meta;
     std::string name = m.scope.empty() ? m.name : task_secret_ref_name(m.scope, m.name);
     add(out, std::move(name), m.name, "store", m.allowed_hosts, s.value);

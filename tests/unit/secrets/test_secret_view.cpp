@@ -1,5 +1,8 @@
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <thread>
+
 #include "secrets/secret_name.hpp"
 #include "secrets/secret_view.hpp"
 #include "secrets_test_util.hpp"
@@ -276,6 +279,41 @@ BOOST_FIXTURE_TEST_CASE(refresh_keeps_the_last_good_store_content_when_the_file_
   test::write_plain(store->path(), good);
   BOOST_CHECK(!reg.refresh());  // the same content as before: no change
   BOOST_CHECK(value_is(reg, "a", "v1"));
+}
+
+// While serving, refresh() runs on the control thread (every 2 s) and store writes on worker
+// threads (API requests): the store content refresh() iterates must stay alive while it does,
+// even when a write replaces it meanwhile. A regression test for the TSan build, which reports a
+// write that frees content a refresh read without holding it. TSan sees only what nothing orders,
+// so the threads take turns through a relaxed atomic (in step, yet unordered, like two unrelated
+// requests), and each refresh reads an empty store: refresh() and a write both copy every
+// secret's value pointer, and those reference counts would order the two threads.
+BOOST_FIXTURE_TEST_CASE(refresh_while_another_thread_writes_the_store, Fixture) {
+  SecretRegistry reg(store, Sources{});
+  constexpr int kTurns = 10;
+  std::atomic<int> turn{0};  // even: refresh next; odd: write next
+  auto wait_for = [&](int t) {
+    while (turn.load(std::memory_order_relaxed) != t) std::this_thread::yield();
+  };
+  int removed = 0;  // checked after join(): Boost.Test's assertions are for the test's own thread
+  std::thread writer([&] {
+    for (int i = 0; i < kTurns; ++i) {
+      wait_for(2 * i + 1);
+      store->put("", "s", SecretValue("v"), {});  // frees the (empty) content the refresh read
+      removed += store->remove_by_name("", "s");
+      turn.store(2 * i + 2, std::memory_order_relaxed);
+    }
+  });
+  for (int i = 0; i < kTurns; ++i) {
+    wait_for(2 * i);
+    reg.refresh();
+    turn.store(2 * i + 1, std::memory_order_relaxed);
+  }
+  writer.join();
+  BOOST_CHECK_EQUAL(removed, kTurns);
+  store->put("", "last", SecretValue("v"), {});
+  BOOST_CHECK(reg.refresh());
+  BOOST_CHECK(value_is(reg, "last", "v"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
