@@ -106,7 +106,9 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   std::uint64_t in_bytes = 0, out_bytes = 0;
   proxy::Passthrough pass;
   auto sent = co_await std::visit(
-      [&](auto& up) { return proxy::relay_body(client, buffer, p, up, pass, opt_.idle_timeout, in_bytes, true); },
+      [&](auto& up) {
+        return proxy::relay_body(client, buffer, p, up, proxy::head_of(p.get()), pass, opt_.idle_timeout, in_bytes, true);
+      },
       conn->stream);
   if (sent.status != proxy::RelayStatus::ok) {
     conn->close();
@@ -151,7 +153,7 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   res.keep_alive(keep);
   auto got = co_await std::visit(
       [&](auto& up) {
-        return proxy::relay_body(up, conn->buffer, rp, client, pass, opt_.idle_timeout, out_bytes, true, std::nullopt,
+        return proxy::relay_body(up, conn->buffer, rp, client, proxy::head_of(rp.get()), pass, opt_.idle_timeout, out_bytes, true, std::nullopt,
                                  header_only);
       },
       conn->stream);

@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "policy/headers.hpp"
+#include "proxy/head.hpp"
 #include "policy/refusal.hpp"
 #include "secrets/secret_value.hpp"
 
@@ -45,13 +46,6 @@ void wipe_field_values(http::header<isRequest>& m) {
   for (const auto& f : m) wipe_view(f.value());
   if constexpr (isRequest) wipe_view(m.target());
 }
-
-// Wipes a message's field values (and target) when it goes out of scope.
-template <bool isRequest>
-struct FieldValuesWiper {
-  http::header<isRequest>& m;
-  ~FieldValuesWiper() { wipe_field_values(m); }
-};
 
 // Clears a connection's read buffer, consumed bytes included, once it has carried a response
 // that may echo a secret.
@@ -97,34 +91,17 @@ inline bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message && ec != http::error::need_buffer;
 }
 
-// The head exactly as the message's fields say (framing included: the caller has set
-// Transfer-Encoding or Content-Length for the outgoing side). Rendered by hand rather than by
-// Beast's serializer, whose buffer-sequence machinery cost more than the rest of the relay.
-template <bool isRequest>
-std::string render_head(const http::header<isRequest>& h) {
-  std::string out;
-  out.reserve(512);
-  if constexpr (isRequest) {
-    out.append(h.method_string());
-    out.push_back(' ');
-    out.append(h.target());
-    out.append(h.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
-  } else {
-    out.append(h.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-    out.append(std::to_string(h.result_int()));
-    out.push_back(' ');
-    auto reason = h.reason();
-    if (reason.empty()) reason = http::obsolete_reason(h.result());
-    out.append(reason);
-    out.append("\r\n");
-  }
-  for (const auto& f : h) {
-    out.append(f.name_string());
-    out.append(": ");
-    out.append(f.value());
-    out.append("\r\n");
-  }
-  out.append("\r\n");
+// The head exactly as a Beast message's fields say (framing included: the caller has set
+// Transfer-Encoding or Content-Length for the outgoing side).
+template <bool isRequest, class Body>
+OutHead head_of(const http::message<isRequest, Body>& h) {
+  policy::Headers fields;
+  fields.reserve(16);
+  for (const auto& f : h) fields.push_back({std::string(f.name_string()), std::string(f.value())});
+  OutHead out;
+  if constexpr (isRequest) out = render_request_head(h.method_string(), h.target(), fields, Framing{});
+  else out = render_response_head(h.version(), h.result_int(), h.reason(), fields, Framing{}, {});
+  out.chunked = h.chunked();  // Transfer-Encoding is among the fields
   return out;
 }
 
@@ -137,7 +114,7 @@ std::string render_head(const http::header<isRequest>& h) {
 // upstream). With `header_only` (HEAD, 204, 304) nothing follows the head, not even a last chunk.
 template <bool isRequest, class In, class Out, class Transform>
 net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
-                                       Out& out, Transform& transform, std::chrono::milliseconds idle,
+                                       Out& out, OutHead out_head, Transform& transform, std::chrono::milliseconds idle,
                                        std::uint64_t& body_bytes, bool identity,
                                        std::optional<std::string_view> prefetched = std::nullopt,
                                        bool header_only = false) {
@@ -146,8 +123,8 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
   struct WipedHead {
     std::string bytes;
     ~WipedHead() { secrets::wipe(bytes); }
-  } head{render_head(p.get().base())};
-  const bool chunked = p.get().chunked();  // the outgoing framing, set by the caller
+  } head{std::move(out_head.bytes)};
+  const bool chunked = out_head.chunked;
   bool head_pending = true;
   auto fail = [&](RelayStatus status, beast::error_code ec) {
     result.status = status;

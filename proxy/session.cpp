@@ -14,6 +14,7 @@
 #include "secrets/secret_name.hpp"
 #include "proxy/audit.hpp"
 #include "proxy/framing.hpp"
+#include "proxy/head.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/ws_scrubber.hpp"
 #include "secrets/secret_value.hpp"
@@ -355,29 +356,30 @@ net::awaitable<bool> Session<Client>::serve_one() {
   bool chunked_in = req.chunked();
   auto length_in = p.content_length();
   bool upgrade = policy::is_upgrade_request(plan.headers);
-  replace_fields(req, plan.headers);
-  FieldValuesWiper<true> req_wiper{req};  // the fields now hold injected values
-  req.erase(http::field::content_length);  // framing is ours to set, below
-  req.erase(http::field::transfer_encoding);
-  req.erase(http::field::expect);  // sidekey answers 100-continue itself, once the request may go
+  // The upstream head: the plan's fields (wiped with the plan), our framing. Beast's message
+  // never holds an injected value.
+  policy::Headers& fields = plan.headers;
+  policy::remove_header(fields, "Content-Length");  // framing is ours to set, below
+  policy::remove_header(fields, "Transfer-Encoding");
+  policy::remove_header(fields, "Expect");  // sidekey answers 100-continue itself, once the request may go
   // A compressed echo would carry the plaintext past the scrubber: ask for the identity coding.
   if (plan.scrub) {
-    req.set(http::field::accept_encoding, "identity");
-    req.erase(http::field::sec_websocket_extensions);  // no permessage-deflate past the scrubber
+    policy::remove_header(fields, "Accept-Encoding");
+    fields.push_back({"Accept-Encoding", "identity"});
+    policy::remove_header(fields, "Sec-WebSocket-Extensions");  // no permessage-deflate past the scrubber
   }
-  req.method_string(plan.method);
-  req.target(plan.target);
-  req.version(11);
+  Framing up_framing;
   std::optional<policy::BodySubstituter> substituter;
   if (plan.body && had_body) {
     substituter.emplace(*plan.body, policy::body_resolver(*policy, decision, lookup));
-    req.chunked(true);  // the length changes with substitution
+    up_framing.chunked = true;  // the length changes with substitution
   } else if (chunked_in) {
-    req.chunked(true);
+    up_framing.chunked = true;
   } else if (length_in) {
-    req.content_length(*length_in);
+    up_framing.length = *length_in;
   }
-  if (!upgrade) req.keep_alive(true);
+  // Without an upgrade, hop-by-hop stripping left no Connection field: HTTP/1.1 keeps alive.
+  OutHead up_head = render_request_head(plan.method, plan.target, fields, up_framing);
   if (expect_continue && had_body) {
     // A named string, not a conditional temporary inside co_await (GCC 12 destroys those twice).
     std::string interim = st.version == 10 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n";
@@ -397,11 +399,12 @@ net::awaitable<bool> Session<Client>::serve_one() {
             if (last) return substituter->finish(out);
             return std::nullopt;
           };
-          co_return co_await relay_body(client_, buf_, p, up, transform, ctx_.idle_timeout, st.audit.bytes_in, false,
-                                        first_piece);
+          co_return co_await relay_body(client_, buf_, p, up, std::move(up_head), transform, ctx_.idle_timeout,
+                                        st.audit.bytes_in, false, first_piece);
         }
         Passthrough pass;
-        co_return co_await relay_body(client_, buf_, p, up, pass, ctx_.idle_timeout, st.audit.bytes_in, true, first_piece);
+        co_return co_await relay_body(client_, buf_, p, up, std::move(up_head), pass, ctx_.idle_timeout, st.audit.bytes_in,
+                                      true, first_piece);
       },
       conn->stream);
   if (substituter) {
@@ -523,20 +526,27 @@ net::awaitable<bool> Session<Client>::serve_one() {
     chunked_out = true;
   }
   bool eof_delimited = rp.need_eof() && !chunked_out && !length_out;
-  replace_fields(res, res_headers);
-  res.set("X-Sidekey-Request-Id", st.audit.request_id);
+  res_headers.push_back({"X-Sidekey-Request-Id", st.audit.request_id});
   bool keep = st.client_keep_alive && !switching && !ctx_.tracker.draining.load(std::memory_order_relaxed);
+  Framing down_framing;
   if (st.version == 10 && !length_out && !header_only) {
     keep = false;  // an HTTP/1.0 client knows no chunked coding: the body ends when we close
   } else if (chunked_out) {
-    res.chunked(true);
+    down_framing.chunked = true;
   } else if (length_out) {
-    res.content_length(*length_out);
+    down_framing.length = *length_out;
   } else if (eof_delimited && !header_only) {
-    res.chunked(true);  // re-framed, so the client connection can stay open
+    down_framing.chunked = true;  // re-framed, so the client connection can stay open
   }
-  res.version(st.version);
-  if (!switching) res.keep_alive(keep);
+  // After a switch the stripped fields still say "Connection: upgrade"; otherwise the field is
+  // only needed where the version's default is not what we do.
+  std::string_view connection;
+  if (!switching) connection = st.version == 10 ? (keep ? "keep-alive" : "") : (keep ? "" : "close");
+  OutHead down_head = render_response_head(st.version, res.result_int(), res.reason(), res_headers, down_framing, connection);
+  if (scrubbing) {  // the upstream's values may have echoed a secret: wipe both copies
+    for (auto& h : res_headers) secrets::wipe(h.value);
+    wipe_field_values(res);
+  }
 
   auto scrub = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
     scrubber.feed(piece, out);
@@ -545,8 +555,8 @@ net::awaitable<bool> Session<Client>::serve_one() {
   };
   RelayResult got = co_await std::visit(
       [&](auto& up) {
-        return relay_body(up, conn->buffer, rp, client_, scrub, ctx_.idle_timeout, st.audit.bytes_out, !scrubbing,
-                          std::nullopt, header_only);
+        return relay_body(up, conn->buffer, rp, client_, std::move(down_head), scrub, ctx_.idle_timeout,
+                          st.audit.bytes_out, !scrubbing, std::nullopt, header_only);
       },
       conn->stream);
   st.audit.scrubbed = scrubber.replaced();
