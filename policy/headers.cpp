@@ -52,12 +52,12 @@ bool is_upgrade_request(const Headers& h) {
 
 void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
   bool upgrading = keep_upgrade && is_upgrade_request(h);
-  auto listed = connection_tokens(h);
+  auto listed = connection_tokens(h);  // lower-case
   std::erase_if(h, [&](const Header& f) {
-    std::string n = ascii_lower(f.name);
-    if (upgrading && n == "upgrade") return false;
-    return std::find(std::begin(kHopByHop), std::end(kHopByHop), n) != std::end(kHopByHop) ||
-           std::find(listed.begin(), listed.end(), n) != listed.end();
+    if (upgrading && iequals(f.name, "upgrade")) return false;
+    auto named = [&](std::string_view n) { return iequals(f.name, n); };
+    return std::any_of(std::begin(kHopByHop), std::end(kHopByHop), named) ||
+           std::any_of(listed.begin(), listed.end(), named);
   });
   if (upgrading) h.push_back({"Connection", "upgrade"});
 }

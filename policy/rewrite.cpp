@@ -192,12 +192,13 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
   });
 
   std::vector<AgentValue> agent;
+  // `label()` names the place for an error message; built only when one is needed.
   auto collect = [&](Place place, std::size_t index, std::string_view raw, Encoding enc,
-                     std::string_view label) -> std::optional<Refusal> {
+                     auto label) -> std::optional<Refusal> {
     auto s = scan_references(raw, enc);
     bool allowed = rule->references_allowed(place);
     if (s.malformed_at && allowed)
-      return refuse(code::bad_request, "malformed secret reference in " + std::string(label) +
+      return refuse(code::bad_request, "malformed secret reference in " + label() +
                                            " (expected {{secrets.NAME}}, NAME = [A-Za-z0-9_][A-Za-z0-9_.-/]{0,127})");
     if (s.references.empty()) return std::nullopt;
     if (!allowed)
@@ -209,10 +210,12 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
     return std::nullopt;
   };
   for (std::size_t i = 0; i < plan.headers.size(); ++i)
-    if (auto r = collect(kHeaders, i, plan.headers[i].value, Encoding::plain, "header " + plan.headers[i].name))
+    if (auto r = collect(kHeaders, i, plan.headers[i].value, Encoding::plain,
+                         [&] { return "header " + plan.headers[i].name; }))
       return std::move(*r);
   for (std::size_t i = 0; i < params.size(); ++i)
-    if (auto r = collect(kQuery, i, params[i].value, Encoding::percent, "query value " + params[i].decoded_key))
+    if (auto r = collect(kQuery, i, params[i].value, Encoding::percent,
+                         [&] { return "query value " + params[i].decoded_key; }))
       return std::move(*r);
 
   if (rule->require_reference && agent.empty())

@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -145,8 +146,9 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
   struct RawWiper {
     std::array<char, 16384>& raw;
     bool on;
+    std::size_t used = 0;  // high-water mark of what was read into it
     ~RawWiper() {
-      if (on) secrets::wipe(raw.data(), raw.size());
+      if (on) secrets::wipe(raw.data(), used);
     }
   } raw_wiper{raw, !identity};
   std::string piece;
@@ -165,6 +167,7 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return fail(RelayStatus::read_failed, ec);
       data = std::string_view(raw.data(), raw.size() - p.get().body().size);
+      raw_wiper.used = std::max(raw_wiper.used, data.size());
     }
     const bool last = p.is_done();
     body_bytes += data.size();
