@@ -1,6 +1,8 @@
 #include "api/secrets_api.hpp"
 
+#include <cerrno>
 #include <charconv>
+#include <system_error>
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -66,6 +68,19 @@ std::optional<long long> query_int(std::string_view query, std::string_view key,
 
 Response not_found(std::string_view what) { return message_response(http::status::not_found, what); }
 Response unprocessable(std::string_view what) { return message_response(http::status::unprocessable_entity, what); }
+
+// A change the store could not make (nothing changed, on disk or in memory). Out of space
+// (ENOSPC, EDQUOT): 507 Insufficient Storage; any other store failure (the folder not
+// writable, the file unreadable): 503. The answer gives the reason, the log also the file;
+// neither ever carries a value (StoreError never does).
+Response store_write_failed(const secrets::StoreError& e, std::string_view secret) {
+  log::error("secrets_store_write_failed", {{"secret", secret}, {"error", e.what()}});
+  int err = e.error();
+  bool full = err == ENOSPC || err == EDQUOT;
+  std::string reason = err ? std::generic_category().message(err) : "the store file cannot be used (see the log)";
+  return message_response(full ? http::status::insufficient_storage : http::status::service_unavailable,
+                          "secrets store write failed: " + reason);
+}
 
 }  // namespace
 
@@ -167,7 +182,12 @@ Response SecretsApi::create(const std::string& scope, Request& req, bool task_fo
       hosts.push_back(std::move(s));
     }
   }
-  auto meta = registry_.store().put(scope, name, secrets::SecretValue::take(value), hosts);
+  secrets::SecretMeta meta;
+  try {
+    meta = registry_.store().put(scope, name, secrets::SecretValue::take(value), hosts);
+  } catch (const secrets::StoreError& e) {
+    return store_write_failed(e, ref_name);
+  }
   changed();
   log::info("secret_written", {{"secret", ref_name}, {"secret_id", meta.id}, {"allowed_hosts", meta.allowed_hosts}});
   return json_response(http::status::ok, render(meta, task_form));
@@ -181,10 +201,15 @@ Response SecretsApi::get(const std::string& scope, const std::string& id, bool t
 
 Response SecretsApi::remove(const std::string& scope, const std::string& id) {
   auto meta = registry_.store().get(scope, id);
-  if (!meta || !registry_.store().remove(scope, id)) return not_found("Unable to find secret with the provided id");
+  if (!meta) return not_found("Unable to find secret with the provided id");
+  std::string ref_name = scope.empty() ? meta->name : secrets::task_secret_ref_name(scope, meta->name);
+  try {
+    if (!registry_.store().remove(scope, id)) return not_found("Unable to find secret with the provided id");
+  } catch (const secrets::StoreError& e) {
+    return store_write_failed(e, ref_name);
+  }
   changed();
-  log::info("secret_deleted", {{"secret", scope.empty() ? meta->name : secrets::task_secret_ref_name(scope, meta->name)},
-                               {"secret_id", id}});
+  log::info("secret_deleted", {{"secret", ref_name}, {"secret_id", id}});
   Response res{http::status::no_content, 11};
   return res;
 }

@@ -1,15 +1,9 @@
 #include "secrets/secret_view.hpp"
 
-#include <system_error>
-
-#include "core/files.hpp"
 #include "core/log.hpp"
 #include "secrets/secret_name.hpp"
 
-extern char** environ;
-
 namespace sidekey::secrets {
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -54,89 +48,9 @@ void add_store(Entries& out, const Store* store) {
   }
 }
 
-// Names in the "tasks/" namespace belong to task-scoped store secrets; a source must not
-// be able to stand in for one.
-bool usable_source_name(std::string_view name) { return valid_secret_name(name) && name.rfind("tasks/", 0) != 0; }
-
-void add_env(Entries& out, const SourceConfig& src, Problems& problems) {
-  if (src.prefix.empty()) {
-    problems.warn("secret_source_env_without_prefix", nlohmann::json::object());
-    return;
-  }
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view var(*e);
-    auto eq = var.find('=');
-    if (eq == std::string_view::npos || var.substr(0, eq).rfind(src.prefix, 0) != 0) continue;
-    std::string_view name = var.substr(src.prefix.size(), eq - src.prefix.size());
-    std::string_view value = var.substr(eq + 1);
-    if (!usable_source_name(name)) {
-      problems.warn("secret_source_env_bad_name", {{"variable", std::string(var.substr(0, eq))}});
-      continue;
-    }
-    if (auto why = value_problem(value); !why.empty()) {
-      problems.warn("secret_source_env_bad_value", {{"variable", std::string(var.substr(0, eq))}, {"problem", why}});
-      continue;
-    }
-    std::string n(name);
-    add(out, n, n, "env", {}, std::make_shared<const SecretValue>(value));
-  }
-}
-
-// Files written by editors and `echo` end in a newline that is not part of the secret; exactly
-// one is dropped so content with more line breaks is still refused by value_problem().
-void trim_one_newline(std::string& s) {
-  if (s.size() >= 2 && s.compare(s.size() - 2, 2, "\r\n") == 0) s.resize(s.size() - 2);
-  else if (!s.empty() && s.back() == '\n') s.pop_back();
-}
-
-// Reads one secret file; nullptr (after a warning naming the file, never its content) when
-// it is unusable. Every temporary copy of the content is wiped.
-std::shared_ptr<const SecretValue> read_secret_file(const fs::path& file, Problems& problems) {
-  std::error_code ec;
-  auto size = fs::file_size(file, ec);
-  if (!ec && size > kMaxValueBytes + 2) {
-    problems.warn("secret_source_file_skipped", {{"file", file.string()}, {"problem", "larger than 64 KiB"}});
-    return nullptr;
-  }
-  std::optional<std::string> content;
-  try {
-    content = read_file_if_exists(file);
-  } catch (const std::exception& e) {
-    problems.warn("secret_source_file_unreadable", {{"file", file.string()}, {"error", e.what()}});
-    return nullptr;
-  }
-  if (!content) return nullptr;  // removed between listing and reading: gone from the source
-  trim_one_newline(*content);
-  if (auto why = value_problem(*content); !why.empty()) {
-    wipe(*content);
-    problems.warn("secret_source_file_skipped", {{"file", file.string()}, {"problem", why}});
-    return nullptr;
-  }
-  return std::make_shared<const SecretValue>(SecretValue::take(*content));
-}
-
-void add_dir(Entries& out, const SourceConfig& src, Problems& problems) {
-  std::error_code ec;
-  fs::directory_iterator it(src.path, ec);
-  if (ec) {
-    // A missing folder is an empty source: the volume may be mounted later.
-    problems.warn("secret_source_dir_unavailable", {{"path", src.path.string()}, {"error", ec.message()}});
-    return;
-  }
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    // "..data", "..2024_01_01…" and other dot entries are Kubernetes' atomic-swap machinery.
-    if (name.empty() || name[0] == '.') continue;
-    std::error_code type_ec;  // a dangling link is simply not a secret
-    if (!fs::is_regular_file(it->path(), type_ec)) continue;  // follows the ..data symlinks
-    if (!usable_source_name(name)) {
-      problems.warn("secret_source_file_bad_name", {{"file", it->path().string()}});
-      continue;
-    }
-    if (out.count(name)) continue;  // an earlier source wins; no need to read the value
-    if (auto value = read_secret_file(it->path(), problems)) add(out, name, name, "dir", {}, std::move(value));
-  }
-  if (ec) problems.warn("secret_source_dir_unreadable", {{"path", src.path.string()}, {"error", ec.message()}});
+// Earlier sources win (add() leaves a name already present alone).
+void add_source(Entries& out, const SourceValues& values, const char* origin) {
+  for (const auto& [name, value] : values) add(out, name, name, origin, {}, value);
 }
 
 bool same_value(const std::shared_ptr<const SecretValue>& a, const std::shared_ptr<const SecretValue>& b) {
@@ -165,7 +79,18 @@ const SecretEntry* SecretView::find(std::string_view name) const {
 }
 
 SecretRegistry::SecretRegistry(std::shared_ptr<Store> store, std::vector<SourceConfig> sources)
-    : store_(std::move(store)), sources_(std::move(sources)) {
+    : store_(std::move(store)), sources_(std::move(sources)), dir_values_(sources_.size()) {
+  // The environment is read here, once: its values move into protected memory and leave the
+  // environment (SPEC section 9: plaintext only in wiped, non-dumpable buffers).
+  std::vector<std::string> prefixes;
+  for (const auto& src : sources_) {
+    bool env = src.kind == SourceConfig::Kind::env;
+    if (env && src.prefix.empty()) log::warn("secret_source_env_without_prefix", nlohmann::json::object());
+    prefixes.push_back(env ? src.prefix : "");
+  }
+  env_values_ = take_env_sources(prefixes, [](std::string_view event, nlohmann::json fields) {
+    log::warn(event, std::move(fields));
+  });
   refresh();
 }
 
@@ -186,9 +111,16 @@ bool SecretRegistry::refresh() {
   Entries next;
   Problems problems(warned_);
   add_store(next, store_.get());
-  for (const auto& src : sources_) {
-    if (src.kind == SourceConfig::Kind::env) add_env(next, src, problems);
-    else add_dir(next, src, problems);
+  auto warn = [&](std::string_view event, nlohmann::json fields) { problems.warn(event, std::move(fields)); };
+  for (std::size_t i = 0; i < sources_.size(); ++i) {
+    const SourceConfig& src = sources_[i];
+    if (src.kind == SourceConfig::Kind::env) {
+      add_source(next, env_values_[i], "env");
+      continue;
+    }
+    if (auto values = read_dir_source(src.path, warn)) dir_values_[i] = std::move(*values);
+    else problems.warn("secret_source_dir_unsettled", {{"path", src.path.string()}});  // keeps the last reading
+    add_source(next, dir_values_[i], "dir");
   }
   warned_ = problems.take();
 

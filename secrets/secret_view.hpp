@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "secrets/secret_value.hpp"
+#include "secrets/sources.hpp"
 #include "secrets/store.hpp"
 
 namespace sidekey::secrets {
@@ -44,13 +45,16 @@ struct SourceConfig {
 // (an atomic shared_ptr load); rebuilds are serialized.
 class SecretRegistry {
  public:
+  // Takes the env sources' variables out of the process environment (take_env_sources): they
+  // are read here, once, so build one registry per process, before other threads start.
   SecretRegistry(std::shared_ptr<Store> store, std::vector<SourceConfig> sources);
 
   std::shared_ptr<const SecretView> current() const { return view_.load(std::memory_order_acquire); }
   Store& store() { return *store_; }
 
-  // Re-reads the sources and the store (reloading its file when another process, such as
-  // `sidekey secrets set`, changed it); returns true when the view changed. A store file that
+  // Re-reads the dir sources and the store (reloading its file when another process, such as
+  // `sidekey secrets set`, changed it); returns true when the view changed. Env sources keep
+  // the values taken at construction. A store file that
   // cannot be read is logged (never with a value) and the previous store content stays in use.
   // Called after every store write and periodically (every 2 s while serving): the store file
   // can change under us, and Kubernetes swaps dir-source files through symlinks, which a poll
@@ -62,6 +66,8 @@ class SecretRegistry {
   std::vector<SourceConfig> sources_;
   std::mutex mu_;
   std::atomic<std::shared_ptr<const SecretView>> view_;
+  std::vector<SourceValues> env_values_;  // per source (empty for dir sources), taken at start
+  std::vector<SourceValues> dir_values_;  // per source: the last complete reading of a dir source
   // Source problems (missing folder, unusable file) logged at the last refresh, so a periodic
   // poll warns once per problem instead of on every pass.
   std::set<std::string> warned_;

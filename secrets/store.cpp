@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <string_view>
+#include <system_error>
 #include <utility>
 
 #include "core/encoding.hpp"
@@ -29,6 +31,27 @@ constexpr std::size_t kKeyBytes = 32;
 
 [[noreturn]] void fail(const fs::path& db, const std::string& why) {
   throw StoreError("secrets store " + db.string() + ": " + why);
+}
+
+// The errno behind a failure of the core file helpers (write_file_atomic, ensure_dir,
+// read_file_if_exists): a std::system_error carries it; the others end their message with its
+// text (": No space left on device"). 0 when none is recognized.
+int error_number_of(const std::exception& e) {
+  if (auto* se = dynamic_cast<const std::system_error*>(&e))
+    return se->code().category() == std::generic_category() || se->code().category() == std::system_category()
+               ? se->code().value()
+               : 0;
+  std::string_view what = e.what();
+  for (int err : {ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EIO, ENOENT, ENOTDIR, EISDIR, EMFILE, ENFILE, ENOMEM, EFBIG}) {
+    std::string suffix = ": " + std::generic_category().message(err);
+    if (what.size() >= suffix.size() && what.substr(what.size() - suffix.size()) == suffix) return err;
+  }
+  return 0;
+}
+
+// A StoreError for a failed file operation, keeping its errno.
+[[noreturn]] void fail_io(const std::exception& e) {
+  throw StoreError(std::string("secrets store: ") + e.what(), error_number_of(e));
 }
 
 // Wipes a plaintext buffer however the scope is left, including by an exception.
@@ -89,7 +112,8 @@ class FileLock {
  private:
   explicit FileLock(int fd) : fd_(fd) {}
   static FileLock failed(const fs::path& path, const char* what, int err, bool required) {
-    if (required) throw StoreError(std::string("secrets store: ") + what + " " + path.string() + ": " + std::strerror(err));
+    if (required)
+      throw StoreError(std::string("secrets store: ") + what + " " + path.string() + ": " + std::strerror(err), err);
     return {};
   }
   int fd_ = -1;
@@ -232,7 +256,7 @@ bool Store::reload_locked() {
   try {
     file = read_file_if_exists(db_);
   } catch (const std::exception& e) {
-    throw StoreError(std::string("secrets store: ") + e.what());
+    fail_io(e);
   }
   Version now;
   if (file) now = sha256(*file);
@@ -253,7 +277,7 @@ bool Store::modify(Change change) {
   try {
     if (!db_.parent_path().empty()) ensure_dir(db_.parent_path(), 0700);
   } catch (const std::exception& e) {
-    throw StoreError(std::string("secrets store: ") + e.what());
+    fail_io(e);
   }
   FileLock lock = FileLock::acquire(lock_path_, LOCK_EX, true);
   // Another process may have written since we last looked: build on its content, never on a
@@ -352,7 +376,7 @@ void Store::persist_locked(const StoreSnapshot& next) {
   } catch (const std::exception& e) {
     // write_file_atomic names the path and errno already. When it failed after the rename
     // (folder fsync), seen_ still names the old version and the next access reloads.
-    throw StoreError(std::string("secrets store: ") + e.what());
+    fail_io(e);
   }
   seen_ = sha256(sealed);
 }

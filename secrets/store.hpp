@@ -20,9 +20,16 @@
 
 namespace sidekey::secrets {
 
+// Names the file and the problem, never a value.
 class StoreError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit StoreError(const std::string& what, int error = 0) : std::runtime_error(what), error_(error) {}
+  // The errno of the file operation that failed (ENOSPC: the disk is full), 0 when the problem
+  // is not one (a wrong key, a tampered file, a bad name).
+  int error() const noexcept { return error_; }
+
+ private:
+  int error_ = 0;
 };
 
 // What may be shown about a stored secret: everything but the value.

@@ -136,7 +136,8 @@ class StoreMultiProcessTest(unittest.TestCase):
             f.write(tampered)
 
         r = self.api("POST", "/ap/v1/agent/secrets", json={"secret_key": "other", "secret_value": API_VALUE_2})
-        self.assertEqual(r.status_code, 500, r.text)
+        self.assertEqual(r.status_code, 503, r.text)  # api/openapi.yaml: StoreUnavailable
+        self.assertEqual(r.json(), {"message": "secrets store write failed: the store file cannot be used (see the log)"})
         with open(db, "rb") as f:
             self.assertEqual(f.read(), tampered, "the server overwrote a file it could not read")
         # The poll reports it (once) and the server keeps serving the last good content.

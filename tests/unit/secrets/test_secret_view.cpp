@@ -1,5 +1,6 @@
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -98,17 +99,57 @@ BOOST_FIXTURE_TEST_CASE(env_source, Fixture) {
   BOOST_CHECK(!view->find("SKTEST_OTHER_openai2"));
 }
 
-BOOST_FIXTURE_TEST_CASE(env_source_refresh, Fixture) {
+// Env-source values are taken once, at start: into protected memory, and out of the
+// environment, bytes included (unsetenv alone leaves them in place, in /proc/<pid>/environ and
+// in core dumps).
+BOOST_FIXTURE_TEST_CASE(env_source_is_taken_out_of_the_environment_at_start, Fixture) {
+  // putenv() puts these very buffers into the environment, so the test sees what becomes of
+  // their bytes. Static: the environment may point to them until they are unset.
+  static char good[] = "SKTEST_SECRET_taken=sk-taken-value";
+  static char bad[] = "SKTEST_SECRET_bad!name=sk-bad-value";
+  constexpr std::size_t kGoodName = sizeof("SKTEST_SECRET_taken=") - 1;
+  constexpr std::size_t kBadName = sizeof("SKTEST_SECRET_bad!name=") - 1;
+  BOOST_REQUIRE_EQUAL(::putenv(good), 0);
+  BOOST_REQUIRE_EQUAL(::putenv(bad), 0);
+  test::EnvVar unrelated("SKTEST_OTHER_openai", "not-a-source-value");
+
   SecretRegistry reg(nullptr, Sources{env_src()});
+  BOOST_CHECK(value_is(reg, "taken", "sk-taken-value"));
+  BOOST_CHECK(!reg.current()->find("bad!name"));
+  // Both variables of the prefix, usable or not, are unset and their value bytes wiped.
+  BOOST_CHECK(!::getenv("SKTEST_SECRET_taken"));
+  BOOST_CHECK(!::getenv("SKTEST_SECRET_bad!name"));
+  BOOST_CHECK(std::all_of(good + kGoodName, good + sizeof good, [](char c) { return c == 0; }));
+  BOOST_CHECK(std::all_of(bad + kBadName, bad + sizeof bad, [](char c) { return c == 0; }));
+  BOOST_CHECK(std::string_view(good) == "SKTEST_SECRET_taken=");  // the name is no secret
+  const char* other = ::getenv("SKTEST_OTHER_openai");
+  BOOST_CHECK(other && std::string_view(other) == "not-a-source-value");
+
+  // Read once: a later variable is not picked up, and the value taken stays in the view.
+  test::EnvVar late(std::string(kPrefix) + "late", "v1");
+  BOOST_CHECK(!reg.refresh());
   BOOST_CHECK(!reg.current()->find("late"));
-  {
-    test::EnvVar late(std::string(kPrefix) + "late", "v1");
-    BOOST_CHECK(reg.refresh());
-    BOOST_CHECK(value_is(reg, "late", "v1"));
-    BOOST_CHECK(!reg.refresh());
-  }
-  BOOST_CHECK(reg.refresh());
-  BOOST_CHECK(!reg.current()->find("late"));
+  BOOST_CHECK(value_is(reg, "taken", "sk-taken-value"));
+  // Another registry takes what is in the environment when it is built.
+  SecretRegistry second(nullptr, Sources{env_src()});
+  BOOST_CHECK(!second.current()->find("taken"));
+  BOOST_CHECK(value_is(second, "late", "v1"));
+}
+
+BOOST_FIXTURE_TEST_CASE(env_sources_with_overlapping_prefixes_each_get_their_values, Fixture) {
+  // All env sources are read in one pass before anything is unset: a variable two prefixes
+  // match is not gone before the second source looks.
+  test::EnvVar both(std::string(kPrefix) + "both", "v-both");
+  test::EnvVar wide("SKTEST_wide", "v-wide");
+  SourceConfig narrow = env_src();
+  SourceConfig broad{SourceConfig::Kind::env, "SKTEST_", {}};
+  SecretRegistry reg(nullptr, Sources{narrow, broad});
+  BOOST_CHECK(value_is(reg, "both", "v-both"));
+  BOOST_CHECK_EQUAL(origin_of(reg, "both"), "env");
+  BOOST_CHECK(value_is(reg, "SECRET_both", "v-both"));  // the broad prefix's name for it
+  BOOST_CHECK(value_is(reg, "wide", "v-wide"));
+  BOOST_CHECK(!::getenv((std::string(kPrefix) + "both").c_str()));
+  BOOST_CHECK(!::getenv("SKTEST_wide"));
 }
 
 BOOST_FIXTURE_TEST_CASE(dir_source_trims_one_trailing_newline, Fixture) {

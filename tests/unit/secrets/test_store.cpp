@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <thread>
 
 #include "secrets/store.hpp"
@@ -246,6 +247,30 @@ BOOST_FIXTURE_TEST_CASE(a_failed_write_leaves_memory_and_file_unchanged, Fixture
   test::write_plain(db, before);
   s.put("", "c", SecretValue("value-c"), {});
   BOOST_CHECK_EQUAL(open().size(), 2u);
+}
+
+// The API tells a full disk (ENOSPC: 507) from other store failures (503) by StoreError::error().
+BOOST_FIXTURE_TEST_CASE(a_failed_write_names_its_errno, Fixture) {
+  auto error_of = [](auto&& write) {
+    try {
+      write();
+    } catch (const StoreError& e) {
+      return e.error();
+    }
+    BOOST_ERROR("the write should have failed");
+    return -1;
+  };
+  Store s = open();
+  s.put("", "a", SecretValue("value-a"), {});
+  const std::string before = raw();
+  fs::remove(db);
+  fs::create_directories(db / "blocker");  // a folder where the file is: reading it fails
+  BOOST_CHECK_EQUAL(error_of([&] { s.put("", "b", SecretValue("value-b"), {}); }), EISDIR);
+  fs::remove_all(db);
+  std::string tampered = before;
+  tampered.back() ^= 0x01;
+  test::write_plain(db, tampered);  // not a file operation that failed: no errno
+  BOOST_CHECK_EQUAL(error_of([&] { s.remove_by_name("", "a"); }), 0);
 }
 
 BOOST_FIXTURE_TEST_CASE(snapshots_are_immutable, Fixture) {
