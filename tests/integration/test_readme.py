@@ -344,8 +344,14 @@ COMMANDS = {
     "make test-asan": Entry(NOT_RUN,
         "CI runs it (.ci/run): a second full build under sanitizers; checked: `make -n test-asan` "
         "builds build/asan and runs ctest there", "check_make_test_asan"),
-    ".ci/run": Entry(NOT_RUN, "it is CI itself (make test, make test-asan); checked: executable, runs "
-                     "both", "check_ci_run"),
+    "make test-tsan": Entry(NOT_RUN,
+        "CI runs it (.ci/run): a third full build, under ThreadSanitizer; checked: `make -n test-tsan` "
+        "builds build/tsan and runs ctest there with the suppressions file", "check_make_test_tsan"),
+    "make fuzz": Entry(NOT_RUN,
+        "CI runs it (.ci/run): installs clang and builds every fuzz target; checked: `make -n fuzz` "
+        "runs scripts/fuzz.sh with FUZZ_SECONDS", "check_make_fuzz"),
+    ".ci/run": Entry(NOT_RUN, "it is CI itself (make test, test-asan, test-tsan, fuzz); checked: "
+                     "executable, runs all four", "check_ci_run"),
     "scripts/install-deps.sh": Entry(NOT_RUN,
         "apt-get install as root (make calls it); checked: executable, uses apt-get", "check_script"),
     "scripts/install-test-deps.sh": Entry(NOT_RUN,
@@ -580,7 +586,7 @@ class ReadmeRun:
         # What a user's shell would see: not the make this suite may run under (MAKEFLAGS, MAKELEVEL),
         # nor the Makefile's variables set from outside.
         env = {k: v for k, v in os.environ.items()
-               if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "BUILD_DIR", "DEBUG_DIR", "ASAN_DIR",
+               if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "BUILD_DIR", "DEBUG_DIR", "ASAN_DIR", "TSAN_DIR", "TSAN_TESTS", "FUZZ_SECONDS",
                             "CTEST_ARGS", "JOBS", "GENERATOR")}
         p = subprocess.run(["make", "-n", "--no-print-directory"] + list(args), cwd=SOURCE_DIR, env=env,
                            capture_output=True, text=True, timeout=60)
@@ -610,8 +616,21 @@ class ReadmeRun:
         self.t.assertTrue(os.access(path, os.X_OK), path)
         with open(path) as f:
             lines = [l.strip() for l in f]
-        self.t.assertIn("make test", lines)
-        self.t.assertIn("make test-asan", lines)
+        for target in ("make test", "make test-asan", "make test-tsan", "make fuzz"):
+            self.t.assertIn(target, lines)
+
+    def check_make_test_tsan(self, cmd):
+        lines = self.make_n("test-tsan")
+        self.t.assertIn("cmake -S . -B build/tsan", " ".join(lines))
+        self.t.assertIn("-DCMAKE_BUILD_TYPE=Tsan", " ".join(lines))
+        self.t.assertRegex(lines[-1], r"ctest .*-R ")
+        self.t.assertIn("tests/sanitizers/tsan.supp", " ".join(lines))
+
+    def check_make_fuzz(self, cmd):
+        lines = self.make_n("fuzz")
+        self.t.assertEqual(lines[-1], "scripts/fuzz.sh 20")
+        lines = self.make_n("fuzz", "FUZZ_SECONDS=5")
+        self.t.assertEqual(lines[-1], "scripts/fuzz.sh 5")
 
     def check_script(self, cmd):
         path = os.path.join(SOURCE_DIR, cmd.norm)
