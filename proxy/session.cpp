@@ -56,6 +56,9 @@ net::awaitable<bool> send_raw(Stream& s, const std::string& bytes) {
 // ---------------------------------------------------------------------------------------------
 // Reading the head ourselves, so the raw bytes can be checked before Beast parses them.
 
+// What an idle client connection holds for its next request head: most heads fit in one read.
+constexpr std::size_t kIdleBufferBytes = 2048;
+
 template <class Stream>
 net::awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s, beast::flat_buffer& buf,
                                                                          std::size_t limit) {
@@ -74,7 +77,10 @@ net::awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& 
     if (end != std::string_view::npos) co_return std::pair{beast::error_code{}, end};
     if (buf.size() > limit) co_return std::pair{beast::error_code(http::error::header_limit), std::size_t{0}};
     searched = buf.size();
-    auto [ec, n] = co_await s.async_read_some(buf.prepare(16384), tuple_awaitable);
+    // An idle keep-alive connection waits here with this buffer: keep it small (a large upload
+    // may have grown it), and let a head that does not fit in the first read grow it.
+    if (buf.size() == 0 && buf.capacity() > kIdleBufferBytes) buf.shrink_to_fit();
+    auto [ec, n] = co_await s.async_read_some(buf.prepare(buf.size() == 0 ? kIdleBufferBytes : 16384), tuple_awaitable);
     if (ec) co_return std::pair{ec, std::size_t{0}};
     buf.commit(n);
   }
@@ -329,18 +335,23 @@ net::awaitable<bool> Session<Client>::serve_one() {
       co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "unsupported Expect"), false);
     expect_continue = true;
   }
-  std::array<char, 16384> first_buf;
+  // On the heap and only for a body: this coroutine's frame lives as long as the connection,
+  // and an idle keep-alive connection should not hold 16 KB for it.
+  constexpr std::size_t kFirstPieceBytes = 16384;
+  std::unique_ptr<char[]> first_buf;
   std::optional<std::string_view> first_piece;
+  if (!p.is_done()) buf_.reserve(16384);  // body reads take what the buffer offers (at least 512 bytes)
   if (!p.is_done() && !expect_continue) {
-    p.get().body().data = first_buf.data();
-    p.get().body().size = first_buf.size();
+    first_buf = std::make_unique_for_overwrite<char[]>(kFirstPieceBytes);
+    p.get().body().data = first_buf.get();
+    p.get().body().size = kFirstPieceBytes;
     lowest(client_).expires_after(ctx_.idle_timeout);
     auto [fec, fn] = co_await http::async_read_some(client_, buf_, p, tuple_awaitable);
     if (fec == http::error::need_buffer) fec = {};
     if (fec && is_parse_error(fec))
       co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request body: " + fec.message()), false);
     if (fec) co_return false;  // the client went away
-    first_piece = std::string_view(first_buf.data(), first_buf.size() - p.get().body().size);
+    first_piece = std::string_view(first_buf.get(), kFirstPieceBytes - p.get().body().size);
   }
 
   // Resolve once, vet, dial the vetted address.
