@@ -2,10 +2,20 @@
 Content-Lengths, bad chunks, obs-fold, bare LF, odd Transfer-Encodings, whitespace before a
 colon, oversized heads) is refused with a 4xx JSON error before anything goes upstream, the
 client connection is closed so the rest of its bytes are never read as a request, and an upstream
-connection is never reused after an error."""
+connection is never reused after an error.
+
+The corpus (SmugglingCases) runs on the three ways a request reaches sidekey (issue #8):
+ForwardSmugglingTest (absolute-form requests to the proxy), ReverseSmugglingTest (origin-form
+requests under a `routes:` prefix) and InterceptedSmugglingTest (origin-form requests inside a TLS
+tunnel that sidekey terminates after CONNECT to an inject rule). A case that has no meaning on a
+path is skipped there, with its reason, through `skip_cases`."""
+import os
+import shutil
+import tempfile
 import unittest
 
-from upstreams import RawClient, Raw, Reply, Upstream, _Closed, fill, proxy_sidekey, wait_audit
+from upstreams import (RawClient, Raw, Reply, TestCA, Upstream, _Closed, fill, open_tunnel, proxy_sidekey,
+                       tls_over, tls_server_context, wait_audit)
 
 SECRET = "sk-smuggle-PLAINTEXT-31337beef"
 MAX_HEADER = 4096
@@ -15,6 +25,9 @@ default: deny
 secrets:
   s:
     hosts: ["http://127.0.0.1:@PORT@"]
+routes:
+  - prefix: /up/
+    upstream: http://127.0.0.1:@PORT@/
 rules:
   - name: local
     match: { hosts: ["127.0.0.1:@PORT@"] }
@@ -22,13 +35,37 @@ rules:
       headers: { Authorization: "Bearer {{secrets.s}}" }
 """
 
+TLS_HOST = "api.smuggle.test"
+TLS_POLICY = """version: 1
+default: deny
+secrets:
+  s:
+    hosts: ["api.smuggle.test"]
+rules:
+  - name: tls
+    match: { hosts: ["api.smuggle.test"] }
+    inject:
+      headers: { Authorization: "Bearer {{secrets.s}}" }
+"""
 
-class SmugglingTest(unittest.TestCase):
+
+class SmugglingCases:
+    """The corpus, for any path. A subclass (also a unittest.TestCase) provides:
+    make_upstream() / make_sidekey(); target(path), the request-target for `path` on the upstream;
+    open(), a fresh client connection that carries requests on this path; `host`, the Host header
+    value of a well-formed request; smuggled_host_targets(); and skip_cases {test name: reason}."""
+
+    skip_cases = {}
+    host = "x"
+    line_host = "x"
+
     def setUp(self):
-        self.up = Upstream(Reply(200, b"fine")).start()
+        reason = self.skip_cases.get(self._testMethodName)
+        if reason:
+            self.skipTest(reason)
+        self.up = self.make_upstream().start()
         self.addCleanup(self.up.stop)
-        self.sk = proxy_sidekey(fill(POLICY, PORT=self.up.port), secrets={"s": SECRET},
-                                config={"limits": {"max_header_bytes": MAX_HEADER}})
+        self.sk = self.make_sidekey()
         self.sk.start()
         self.addCleanup(self.sk.__exit__, None, None, None)
         self.seen = []
@@ -38,12 +75,16 @@ class SmugglingTest(unittest.TestCase):
         self.sk.assert_never_contains(self, [SECRET], self.seen)
 
     def line(self, path="/x"):
-        return "POST %s%s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % (self.up.url, path)
+        return "POST %s HTTP/1.1\r\nHost: %s\r\n" % (self.target(path), self.line_host)
+
+    def get(self, path="/x", nl="\r\n"):
+        """`GET <target> HTTP/1.1<nl>Host: <host><nl>` (no end of head)."""
+        return "GET %s HTTP/1.1%sHost: %s%s" % (self.target(path), nl, self.host, nl)
 
     def refused(self, data, statuses=(400,)):
         """Sends `data` on a fresh connection; asserts a 4xx JSON refusal, a closed connection, and
         an upstream that got nothing."""
-        with RawClient(self.sk.proxy_addr) as c:
+        with self.open() as c:
             c.send(data)
             try:
                 r = c.read_response()
@@ -64,15 +105,16 @@ class SmugglingTest(unittest.TestCase):
         return r
 
     def assert_still_serving(self):
-        with RawClient(self.sk.proxy_addr) as c:
-            c.send("GET %s/ok HTTP/1.1\r\nHost: x\r\n\r\n" % self.up.url)
+        with self.open() as c:
+            c.send(self.get("/ok") + "\r\n")
             self.assertEqual(c.read_response().status, 200)
 
-    SMUGGLED = "GET http://127.0.0.1:%d/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    def smuggled(self):
+        return "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (self.target("/smuggled"), self.host)
 
     # -- Content-Length and Transfer-Encoding ----------------------------------------------------
     def test_content_length_with_transfer_encoding(self):
-        smuggled = self.SMUGGLED % self.up.port
+        smuggled = self.smuggled()
         body = "0\r\n\r\n" + smuggled
         self.refused(self.line() + "Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%s" % (len(body), body))
         self.refused(self.line() + "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\n" + smuggled)
@@ -102,7 +144,10 @@ class SmugglingTest(unittest.TestCase):
 
     def test_transfer_encoding_on_http10(self):
         # HTTP/1.0 has no chunked coding: a 1.0 request with Transfer-Encoding is ambiguous.
-        self.refused("POST %s/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % self.up.url)
+        self.refused("POST %s HTTP/1.0\r\n%sTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                     % (self.target("/x"), self.http10_host))
+
+    http10_host = ""   # the forward case has no Host header at all
 
     # -- chunk framing --------------------------------------------------------------------------
     def test_bad_chunk_sizes(self):
@@ -124,7 +169,7 @@ class SmugglingTest(unittest.TestCase):
                 self.bad_chunk_after_good_ones(rest)
 
     def bad_chunk_after_good_ones(self, rest):
-        with RawClient(self.sk.proxy_addr) as c:
+        with self.open() as c:
             c.send(self.line() + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello")
             c.send(rest)
             try:
@@ -139,34 +184,33 @@ class SmugglingTest(unittest.TestCase):
 
     # -- head syntax ----------------------------------------------------------------------------
     def test_obs_fold(self):
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\n\r\n" % self.up.url)
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n\tb\r\n\r\n" % self.up.url)
+        self.refused(self.get() + "X-Folded: a\r\n  b\r\n\r\n")
+        self.refused(self.get() + "X-Folded: a\r\n\tb\r\n\r\n")
         self.refused(self.line() + "Transfer-Encoding: identity\r\n chunked\r\n\r\n0\r\n\r\n")
 
     def test_bare_lf(self):
-        self.refused("GET %s/x HTTP/1.1\nHost: x\n\n" % self.up.url)
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n" % self.up.url)
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\n\n" % self.up.url)
+        self.refused(self.get(nl="\n") + "\n")
+        self.refused("GET %s HTTP/1.1\r\nHost: %s\nX-A: b\r\n\r\n" % (self.target("/x"), self.host))
+        self.refused(self.get() + "\n")
 
     def test_bare_cr_and_nul(self):
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n" % self.up.url)
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" % self.up.url)
+        self.refused(self.get() + "X-A: a\rb\r\n\r\n")
+        self.refused(self.get() + "X-A: a\x00b\r\n\r\n")
 
     def test_whitespace_before_colon(self):
         self.refused(self.line() + "Transfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\nhello")
-        self.refused("GET %s/x HTTP/1.1\r\nHost : x\r\n\r\n" % self.up.url)
-        self.refused("GET %s/x HTTP/1.1\r\nHost\t: x\r\n\r\n" % self.up.url)
+        self.refused("GET %s HTTP/1.1\r\nHost : %s\r\n\r\n" % (self.target("/x"), self.host))
+        self.refused("GET %s HTTP/1.1\r\nHost\t: %s\r\n\r\n" % (self.target("/x"), self.host))
 
     def test_header_without_name_or_colon(self):
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\n: novalue\r\n\r\n" % self.up.url)
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n" % self.up.url)
+        self.refused(self.get() + ": novalue\r\n\r\n")
+        self.refused(self.get() + "NoColonHere\r\n\r\n")
 
     def test_oversized_head(self):
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n" % (self.up.url, "a" * (2 * MAX_HEADER)),
-                     statuses=(400, 431))
+        self.refused(self.get() + "X-Big: %s\r\n\r\n" % ("a" * (2 * MAX_HEADER)), statuses=(400, 431))
         # Sent in pieces, so sidekey sees the head grow past the limit before its end.
-        with RawClient(self.sk.proxy_addr) as c:
-            c.send("GET %s/x HTTP/1.1\r\nHost: x\r\n" % self.up.url)
+        with self.open() as c:
+            c.send(self.get())
             try:
                 for _ in range(4 * MAX_HEADER // 100):
                     c.send("X-Piece: %s\r\n" % ("p" * 88))
@@ -178,25 +222,106 @@ class SmugglingTest(unittest.TestCase):
         self.assertEqual(self.up.received_bytes, 0)
         # Many small headers add up too.
         many = "".join("X-H%d: %s\r\n" % (i, "b" * 40) for i in range(MAX_HEADER // 40 + 10))
-        self.refused("GET %s/x HTTP/1.1\r\nHost: x\r\n%s\r\n" % (self.up.url, many), statuses=(400, 431))
+        self.refused(self.get() + many + "\r\n", statuses=(400, 431))
         # Just under the limit goes through.
-        with RawClient(self.sk.proxy_addr) as c:
-            c.send("GET %s/x HTTP/1.1\r\nHost: x\r\nX-Ok: %s\r\n\r\n" % (self.up.url, "c" * (MAX_HEADER // 2)))
+        with self.open() as c:
+            c.send(self.get() + "X-Ok: %s\r\n\r\n" % ("c" * (MAX_HEADER // 2)))
             self.assertEqual(c.read_response().status, 200)
 
     def test_absolute_url_with_smuggled_host(self):
-        for target in ("http://127.0.0.1:%d@evil.test/" % self.up.port,
-                       "http://evil.test#@127.0.0.1:%d/" % self.up.port,
-                       "http://127.0.0.1:%d\\@evil.test/" % self.up.port,
-                       "http://127.0.0.1 :%d/" % self.up.port):
+        for target in self.smuggled_host_targets():
             with self.subTest(target=target):
-                with RawClient(self.sk.proxy_addr) as c:
-                    c.send("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+                with self.open() as c:
+                    c.send("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, self.host))
                     r = c.read_response()
                 self.seen.append(r.raw.decode("latin-1"))
                 self.assertGreaterEqual(r.status, 400, r.raw)
                 self.assertLess(r.status, 500, r.raw)
                 self.assertEqual(self.up.received_bytes, 0)
+
+
+class ForwardSmugglingTest(SmugglingCases, unittest.TestCase):
+    """Absolute-form requests to the proxy (`POST http://127.0.0.1:PORT/x`)."""
+
+    line_host = "127.0.0.1"
+
+    def make_upstream(self):
+        return Upstream(Reply(200, b"fine"))
+
+    def make_sidekey(self):
+        return proxy_sidekey(fill(POLICY, PORT=self.up.port), secrets={"s": SECRET},
+                             config={"limits": {"max_header_bytes": MAX_HEADER}})
+
+    def target(self, path):
+        return self.up.url + path
+
+    def open(self):
+        return RawClient(self.sk.proxy_addr)
+
+    def smuggled_host_targets(self):
+        return ("http://127.0.0.1:%d@evil.test/" % self.up.port,
+                "http://evil.test#@127.0.0.1:%d/" % self.up.port,
+                "http://127.0.0.1:%d\\@evil.test/" % self.up.port,
+                "http://127.0.0.1 :%d/" % self.up.port)
+
+
+class ReverseSmugglingTest(ForwardSmugglingTest):
+    """Origin-form requests under a reverse route (`POST /up/x` → http://127.0.0.1:PORT/x)."""
+
+    skip_cases = {"test_absolute_url_with_smuggled_host":
+                  "origin-form requests carry no authority: the route alone names the upstream"}
+    line_host = "x"
+
+    def target(self, path):
+        return "/up" + path
+
+
+@unittest.skipUnless(shutil.which("openssl"), "needs the openssl command")
+class InterceptedSmugglingTest(SmugglingCases, unittest.TestCase):
+    """Origin-form requests inside a TLS tunnel: CONNECT api.smuggle.test:443 (an inject rule),
+    TLS terminated by sidekey with its own CA, the upstream a TLS server trusted through a test CA
+    and pinned with egress.resolve."""
+
+    host = line_host = TLS_HOST
+    http10_host = "Host: %s\r\n" % TLS_HOST   # inside a tunnel every request names the CONNECT host
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="sidekey-smuggle-ca-")
+        cls.ca = TestCA(cls.tmp)
+        cls.leaf_cert, cls.leaf_key = cls.ca.issue([TLS_HOST], stem="upstream")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def make_upstream(self):
+        return Upstream(Reply(200, b"fine"), ssl_context=tls_server_context(self.leaf_cert, self.leaf_key))
+
+    def make_sidekey(self):
+        return proxy_sidekey(TLS_POLICY, secrets={"s": SECRET},
+                             config={"limits": {"max_header_bytes": MAX_HEADER},
+                                     "egress": {"resolve": {TLS_HOST + ":443": self.up.addr}},
+                                     "tls": {"upstream_ca_file": self.ca.cert}})
+
+    def target(self, path):
+        return path
+
+    def open(self):
+        c, status, resp = open_tunnel(self.sk.proxy_addr, TLS_HOST + ":443")
+        if status != 200:
+            c.close()
+            self.fail("CONNECT %s:443 was refused: %r" % (TLS_HOST, resp))
+        return tls_over(c, os.path.join(self.sk.data_dir, "ca.pem"), server_hostname=TLS_HOST)
+
+    def smuggled_host_targets(self):
+        # Absolute-form inside the tunnel naming another host, or the tunnel's host with an
+        # authority trick: refused (4xx), never sent upstream.
+        return ("https://%s@evil.test/" % TLS_HOST,
+                "https://evil.test#@%s/" % TLS_HOST,
+                "https://%s\\@evil.test/" % TLS_HOST,
+                "https://%s :443/" % TLS_HOST,
+                "http://127.0.0.1:%d/" % self.up.port)
 
 
 class UpstreamErrorTest(unittest.TestCase):
