@@ -187,8 +187,12 @@ class Session {
   // Serves requests until the connection closes; returns when the client connection is done.
   net::awaitable<void> run() {
     for (;;) {
+      // The wait for the next head happens here, not in serve_one(): an idle keep-alive
+      // connection then holds only this small frame, not serve_one()'s (parsers, relay state).
+      lowest(client_).expires_after(ctx_.idle_timeout);
+      auto [rec, head_end] = co_await read_raw_head(client_, buf_, ctx_.max_header_bytes);
       // (GCC 12 miscompiles co_await inside a negated condition: keep it a statement.)
-      bool keep = co_await serve_one();
+      bool keep = co_await serve_one(rec, head_end);
       if (!keep) co_return;
       if (ctx_.tracker.draining.load(std::memory_order_relaxed)) co_return;
     }
@@ -207,7 +211,7 @@ class Session {
     co_return ok && keep;
   }
 
-  net::awaitable<bool> serve_one();
+  net::awaitable<bool> serve_one(beast::error_code head_error, std::size_t head_end);
   net::awaitable<bool> serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p);
   net::awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
 
@@ -225,9 +229,7 @@ class Session {
 };
 
 template <class Client>
-net::awaitable<bool> Session<Client>::serve_one() {
-  lowest(client_).expires_after(ctx_.idle_timeout);
-  auto [rec, head_end] = co_await read_raw_head(client_, buf_, ctx_.max_header_bytes);
+net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_t head_end) {
   RequestState st;
   st.audit.client = client_addr_;
   if (rec) {
