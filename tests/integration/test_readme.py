@@ -360,6 +360,9 @@ COMMANDS = {
     "bench/run": Entry(NOT_RUN,
         "the benchmark: installs wrk, nginx, haproxy and runs for minutes (make bench); checked: "
         "executable", "check_script"),
+    "bench/soak": Entry(NOT_RUN,
+        "the soak: ten minutes of mixed load against a Release build; checked: executable",
+        "check_script"),
 }
 
 
