@@ -28,6 +28,12 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   }
   return 0;
 }
+template <class Integer>
+void append_integer(std::string& out, Integer value) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, r.ptr);
+}
 }  // namespace
 
 void append_quoted(std::string& out, std::string_view text) {
@@ -94,17 +100,13 @@ ObjectWriter& ObjectWriter::str_or_null(std::string_view k, std::string_view val
 
 ObjectWriter& ObjectWriter::num(std::string_view k, std::int64_t value) {
   key(k);
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, value);
-  out_.append(buf, r.ptr);
+  append_integer(out_, value);
   return *this;
 }
 
 ObjectWriter& ObjectWriter::num(std::string_view k, std::uint64_t value) {
   key(k);
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, value);
-  out_.append(buf, r.ptr);
+  append_integer(out_, value);
   return *this;
 }
 
