@@ -88,12 +88,12 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   if (!connected) co_return co_await answer(client, http::status::bad_gateway, "the agent is not reachable", version, !had_body && client_keep);
   auto conn = std::move(connected->connection);
 
-  proxy::replace_fields(req, headers);
-  req.target(base_path_ + std::string(req.target()));
-  req.version(11);
-  if (chunked) req.chunked(true);
-  else if (length) req.content_length(*length);
-  req.keep_alive(true);
+  // Hop-by-hop stripping left no Connection field: HTTP/1.1 keeps the agent connection alive.
+  proxy::Framing up_framing;
+  if (chunked) up_framing.chunked = true;
+  else if (length) up_framing.length = *length;
+  proxy::OutHead up_head =
+      proxy::render_request_head(req.method_string(), base_path_ + std::string(req.target()), headers, up_framing);
 
   if (expect_continue && had_body) {
     std::string interim = version == 10 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n";
@@ -107,7 +107,7 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   proxy::Passthrough pass;
   auto sent = co_await std::visit(
       [&](auto& up) {
-        return proxy::relay_body(client, buffer, p, up, proxy::head_of(p.get()), pass, opt_.idle_timeout, in_bytes, true);
+        return proxy::relay_body(client, buffer, p, up, std::move(up_head), pass, opt_.idle_timeout, in_bytes, true);
       },
       conn->stream);
   if (sent.status != proxy::RelayStatus::ok) {
@@ -143,17 +143,19 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   policy::strip_hop_by_hop(res_headers);
   bool res_chunked = res.chunked();
   auto res_length = rp.content_length();
-  proxy::replace_fields(res, res_headers);
   bool keep = client_keep;
+  proxy::Framing down_framing;
   if (version == 10 && !res_length && !header_only) keep = false;
-  else if (res_chunked) res.chunked(true);
-  else if (res_length) res.content_length(*res_length);
-  else if (!header_only) res.chunked(true);
-  res.version(version);
-  res.keep_alive(keep);
+  else if (res_chunked) down_framing.chunked = true;
+  else if (res_length) down_framing.length = *res_length;
+  else if (!header_only) down_framing.chunked = true;
+  // A Connection field only where the version's default is not what we do.
+  std::string_view connection = version == 10 ? (keep ? "keep-alive" : "") : (keep ? "" : "close");
+  proxy::OutHead down_head =
+      proxy::render_response_head(version, res.result_int(), res.reason(), res_headers, down_framing, connection);
   auto got = co_await std::visit(
       [&](auto& up) {
-        return proxy::relay_body(up, conn->buffer, rp, client, proxy::head_of(rp.get()), pass, opt_.idle_timeout, out_bytes, true, std::nullopt,
+        return proxy::relay_body(up, conn->buffer, rp, client, std::move(down_head), pass, opt_.idle_timeout, out_bytes, true, std::nullopt,
                                  header_only);
       },
       conn->stream);

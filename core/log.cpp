@@ -109,21 +109,10 @@ void set_audit_target(const std::string& target) {
   if (old != STDERR_FILENO) ::close(old);
 }
 
-void audit(nlohmann::json record) {
-  nlohmann::json line = nlohmann::json::object();
-  line["ts"] = now_rfc3339();
-  line["event"] = "audit";
-  for (auto& [k, v] : record.items()) line[k] = std::move(v);
-  write_line(g_audit_fd.load(std::memory_order_relaxed),
-             line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
-}  // namespace sidekey::log
-
-namespace sidekey::log {
 void audit_line(std::string& line) {
   line.push_back('\n');
   write_all(g_audit_fd.load(std::memory_order_relaxed), line);
   line.pop_back();
 }
+
 }  // namespace sidekey::log

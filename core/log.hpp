@@ -23,7 +23,6 @@ inline void error(std::string_view e, nlohmann::json f = nlohmann::json::object(
 
 // Audit log: "stderr" or a file path (opened for append). Throws std::runtime_error on failure.
 void set_audit_target(const std::string& target);
-void audit(nlohmann::json record);
 // Writes one finished audit line (a JSON object, no newline; one is appended in place).
 void audit_line(std::string& line);
 

@@ -56,14 +56,6 @@ inline void wipe_buffer(beast::flat_buffer& b) {
   secrets::wipe(static_cast<char*>(all.data()), all.size());
 }
 
-template <bool isRequest>
-void replace_fields(http::header<isRequest>& m, const policy::Headers& headers) {
-  for (auto it = m.begin(); it != m.end();) {
-    wipe_view(it->value());
-    it = m.erase(it);
-  }
-  for (const auto& h : headers) m.insert(h.name, h.value);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Relaying a message body from a parser to a serializer (Beast's "HTTP Relay" shape), with a
@@ -90,20 +82,6 @@ struct Passthrough {
 inline bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_chunk).category() && ec != http::error::end_of_stream &&
          ec != http::error::partial_message && ec != http::error::need_buffer;
-}
-
-// The head exactly as a Beast message's fields say (framing included: the caller has set
-// Transfer-Encoding or Content-Length for the outgoing side).
-template <bool isRequest, class Body>
-OutHead head_of(const http::message<isRequest, Body>& h) {
-  policy::Headers fields;
-  fields.reserve(16);
-  for (const auto& f : h) fields.push_back({std::string(f.name_string()), std::string(f.value())});
-  OutHead out;
-  if constexpr (isRequest) out = render_request_head(h.method_string(), h.target(), fields, Framing{});
-  else out = render_response_head(h.version(), h.result_int(), h.reason(), fields, Framing{}, {});
-  out.chunked = h.chunked();  // Transfer-Encoding is among the fields
-  return out;
 }
 
 // Each piece is written as soon as it is read (async_read_some, not async_read, which would wait
