@@ -55,15 +55,24 @@ struct Model {
   bool covered = true;
 };
 
+// Every occurrence of every form in `text`: (start, form), by form then start. string_view::find
+// rather than a comparison at each position: the same occurrences, at a fraction of the cost
+// (the naive scan was a fifth of the target's time).
+std::vector<std::pair<std::size_t, std::size_t>> occurrences(const std::vector<ScrubForm>& forms, std::string_view text) {
+  std::vector<std::pair<std::size_t, std::size_t>> at;
+  for (std::size_t f = 0; f < forms.size(); ++f) {
+    auto b = forms[f].bytes.reveal();
+    for (auto s = text.find(b); s < text.size(); s = text.find(b, s + 1)) at.emplace_back(s, f);
+  }
+  return at;
+}
+
 Model model_scrub(const std::vector<ScrubForm>& forms, std::string_view text) {
   const std::size_t n = text.size();
+  const auto found = occurrences(forms, text);
   std::vector<long> longest(n, -1);
-  for (std::size_t s = 0; s < n; ++s)
-    for (std::size_t f = 0; f < forms.size(); ++f) {
-      auto b = forms[f].bytes.reveal();
-      if (text.substr(s, b.size()) == b && (longest[s] < 0 || b.size() > forms[longest[s]].bytes.size()))
-        longest[s] = static_cast<long>(f);
-    }
+  for (auto [s, f] : found)
+    if (longest[s] < 0 || forms[f].bytes.size() > forms[longest[s]].bytes.size()) longest[s] = static_cast<long>(f);
   Model m;
   std::vector<bool> replaced(n, false);
   std::size_t emitted = 0, from = 0;
@@ -86,12 +95,8 @@ Model model_scrub(const std::vector<ScrubForm>& forms, std::string_view text) {
     ++m.count;
   }
   if (emitted < n) m.out.append(text.substr(emitted));
-  for (std::size_t s = 0; s < n; ++s)
-    for (const auto& f : forms) {
-      auto b = f.bytes.reveal();
-      if (text.substr(s, b.size()) == b)
-        for (std::size_t k = s; k < s + b.size(); ++k) m.covered = m.covered && replaced[k];
-    }
+  for (auto [s, f] : found)
+    for (std::size_t k = s; k < s + forms[f].bytes.size(); ++k) m.covered = m.covered && replaced[k];
   return m;
 }
 
@@ -134,7 +139,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Model m = model_scrub(forms, body);
   if (!m.covered) fail("the documented semantics leave a form occurrence unreplaced");
 
-  Scrubber one(patterns);
+  // One automaton for both scrubbers: building it is most of the target's time (ScrubSet's
+  // build is deterministic, so a second one checked nothing more).
+  const auto set = sidekey::policy::ScrubSet::build(patterns);
+  Scrubber one(set);
   std::string whole = one.scrub_all(body);
   if (whole != m.out) fail("scrub_all differs from the model");
   if (one.replaced() != m.count) fail("scrub_all count differs from the model");
@@ -147,7 +155,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     x ^= x << 5;
     return x;
   };
-  Scrubber s(patterns);
+  Scrubber s(set);
   std::string out;
   std::size_t n = 0;
   for (std::size_t at = 0; at < body.size();) {
