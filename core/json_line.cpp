@@ -1,7 +1,9 @@
 #include "core/json_line.hpp"
 
+#include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 namespace sidekey::json {
 namespace {
@@ -36,23 +38,55 @@ void append_integer(std::string& out, Integer value) {
 }
 }  // namespace
 
+namespace {
+// Bytes that a JSON string can hold as they are: printable ASCII other than '"' and '\\'.
+constexpr std::array<bool, 256> kVerbatim = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[c] = c != '"' && c != '\\';
+  return t;
+}();
+
+// Whether the 8 bytes at p are all verbatim, tested at once (the bit tricks of "Bit Twiddling
+// Hacks": a byte below n, a zero byte): audit lines are mostly such bytes.
+bool verbatim_word(const char* p) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
+  std::uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  auto has_zero_byte = [&](std::uint64_t v) { return (v - kOnes) & ~v & kHighs; };
+  std::uint64_t control = (w - kOnes * 0x20) & ~w & kHighs;  // a byte below 0x20 (none is >= 0x80 here)
+  return ((w & kHighs) | control | has_zero_byte(w ^ (kOnes * '"')) | has_zero_byte(w ^ (kOnes * '\\'))) == 0;
+}
+
+// Where the run of verbatim bytes of text that starts at `from` ends.
+std::size_t verbatim_prefix(std::string_view text, std::size_t from) {
+  std::size_t j = from;
+  while (j + 8 <= text.size() && verbatim_word(text.data() + j)) j += 8;
+  while (j < text.size() && kVerbatim[static_cast<unsigned char>(text[j])]) ++j;
+  return j;
+}
+}  // namespace
+
 void append_quoted(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
+  const std::size_t size = text.size();
+  // Most values (names, hosts, paths, ids) are short and need no escaping: one append.
+  if (char quoted[96]; size + 2 <= sizeof quoted && verbatim_prefix(text, 0) == size) {
+    quoted[0] = '"';
+    std::memcpy(quoted + 1, text.data(), size);
+    quoted[size + 1] = '"';
+    out.append(quoted, size + 2);
+    return;
+  }
   out.push_back('"');
   std::size_t i = 0;
-  while (i < text.size()) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      std::size_t j = i + 1;
-      while (j < text.size()) {
-        unsigned char d = static_cast<unsigned char>(text[j]);
-        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
-        ++j;
-      }
+  while (i < size) {
+    std::size_t j = verbatim_prefix(text, i);
+    if (j > i) {
       out.append(text.data() + i, j - i);
       i = j;
-      continue;
+      if (i == size) break;
     }
+    unsigned char c = static_cast<unsigned char>(text[i]);
     switch (c) {
       case '"': out += "\\\""; ++i; continue;
       case '\\': out += "\\\\"; ++i; continue;
@@ -116,6 +150,34 @@ ObjectWriter& ObjectWriter::num(std::string_view k, double value) {
   char buf[32];
   auto r = std::to_chars(buf, buf + sizeof buf, value);
   out_.append(buf, r.ptr);
+  return *this;
+}
+
+ObjectWriter& ObjectWriter::millis(std::string_view k, double value) {
+  if (!std::isfinite(value)) return null(k);
+  key(k);
+  // Thousandths as an integer: the same text as the shortest form of the value rounded to three
+  // decimals, without the general floating-point formatter.
+  double scaled = std::round(value * 1000);
+  if (std::fabs(scaled) >= 9e15) {  // beyond exact integers: the general form
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, scaled / 1000);
+    out_.append(buf, r.ptr);
+    return *this;
+  }
+  auto m = static_cast<std::int64_t>(scaled);
+  if (m < 0) {
+    out_.push_back('-');
+    m = -m;
+  }
+  append_integer(out_, m / 1000);
+  if (int frac = static_cast<int>(m % 1000)) {
+    char digits[4] = {'.', static_cast<char>('0' + frac / 100), static_cast<char>('0' + frac / 10 % 10),
+                      static_cast<char>('0' + frac % 10)};
+    std::size_t n = 4;
+    while (digits[n - 1] == '0') --n;
+    out_.append(digits, n);
+  }
   return *this;
 }
 

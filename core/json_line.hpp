@@ -21,6 +21,9 @@ class ObjectWriter {
   ObjectWriter& num(std::string_view key, std::uint64_t value);
   ObjectWriter& num(std::string_view key, int value) { return num(key, static_cast<std::int64_t>(value)); }
   ObjectWriter& num(std::string_view key, double value);  // shortest round-trip form; NaN/inf -> null
+  // Rounded to three decimals (milliseconds to the microsecond): the text num() would give for
+  // the rounded value, e.g. 12.5 for 12.4996; NaN/inf -> null.
+  ObjectWriter& millis(std::string_view key, double value);
   ObjectWriter& null(std::string_view key);
   ObjectWriter& strings(std::string_view key, const std::vector<std::string>& values);
   void close() { out_.push_back('}'); }

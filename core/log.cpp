@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fcntl.h>
+#include <climits>
 #include <cstring>
 #include <stdexcept>
 #include <unistd.h>
@@ -109,10 +110,44 @@ void set_audit_target(const std::string& target) {
   if (old != STDERR_FILENO) ::close(old);
 }
 
+namespace {
+struct AuditBatch {
+  std::string bytes;
+  std::function<void()> schedule;  // empty: this thread writes each line at once
+};
+AuditBatch& audit_batch() {
+  thread_local AuditBatch batch;
+  return batch;
+}
+}  // namespace
+
 void audit_line(std::string& line) {
+  auto& batch = audit_batch();
   line.push_back('\n');
-  write_all(g_audit_fd.load(std::memory_order_relaxed), line);
+  if (!batch.schedule || line.size() > PIPE_BUF) {
+    flush_audit_batch();  // keeps this thread's lines in order
+    write_all(g_audit_fd.load(std::memory_order_relaxed), line);
+  } else {
+    if (batch.bytes.size() + line.size() > PIPE_BUF) flush_audit_batch();
+    bool first = batch.bytes.empty();
+    batch.bytes.append(line);
+    if (first) batch.schedule();
+  }
   line.pop_back();
+}
+
+void batch_audit_lines_on_this_thread(std::function<void()> schedule) {
+  auto& batch = audit_batch();
+  flush_audit_batch();
+  batch.bytes.reserve(PIPE_BUF);
+  batch.schedule = std::move(schedule);
+}
+
+void flush_audit_batch() {
+  auto& batch = audit_batch();
+  if (batch.bytes.empty()) return;
+  write_all(g_audit_fd.load(std::memory_order_relaxed), batch.bytes);
+  batch.bytes.clear();
 }
 
 }  // namespace sidekey::log

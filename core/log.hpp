@@ -3,6 +3,7 @@
 // so lines from different worker threads never interleave and no lock is taken.
 // Values passed here must never be secret plaintext: callers log names, not values.
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,13 @@ inline void error(std::string_view e, nlohmann::json f = nlohmann::json::object(
 void set_audit_target(const std::string& target);
 // Writes one finished audit line (a JSON object, no newline; one is appended in place).
 void audit_line(std::string& line);
+// On a thread that called this, audit lines are gathered and written together: `schedule` is
+// called when a batch starts and must make flush_audit_batch() run on this thread soon (a worker
+// posts it to its event loop, so every request that finished in one turn shares one write(2)).
+// A batch never exceeds PIPE_BUF bytes, so each write stays atomic on a pipe and lines from
+// different threads never interleave.
+void batch_audit_lines_on_this_thread(std::function<void()> schedule);
+void flush_audit_batch();
 
 // RFC 3339 UTC timestamp with milliseconds, e.g. 2026-11-27T02:14:21.123Z.
 std::string now_rfc3339();

@@ -60,7 +60,6 @@ metrics::Counter& injections_counter(const std::string& secret) {
   return c;
 }
 
-double round3(double v) { return std::round(v * 1000) / 1000; }
 }  // namespace
 
 void AuditRecord::emit() const {
@@ -85,9 +84,9 @@ void AuditRecord::emit() const {
       .num("status", status)
       .num("bytes_in", bytes_in)
       .num("bytes_out", bytes_out)
-      .num("duration_ms", round3(duration_ms));
+      .millis("duration_ms", duration_ms);
   if (upstream_ms < 0) w.null("upstream_ms");
-  else w.num("upstream_ms", round3(upstream_ms));
+  else w.millis("upstream_ms", upstream_ms);
   w.num("scrubbed", scrubbed).str_or_null("error", error).close();
   log::audit_line(line);
 

@@ -12,10 +12,12 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "policy/headers.hpp"
 #include "proxy/head.hpp"
@@ -58,6 +60,40 @@ inline void wipe_buffer(beast::flat_buffer& b) {
 
 
 // ---------------------------------------------------------------------------------------------
+// Body buffers: 16 KB, leased from this thread's free list. A relay then neither allocates one
+// per message nor carries it in its coroutine frame (Asio recycles frames only up to about 1 KB;
+// a larger frame is a large allocation and free per request).
+
+class RelayBuffer {
+ public:
+  static constexpr std::size_t kSize = 16384;
+  RelayBuffer() {
+    auto& spare = spares();
+    if (spare.empty()) {
+      bytes_ = std::make_unique_for_overwrite<char[]>(kSize);
+    } else {
+      bytes_ = std::move(spare.back());
+      spare.pop_back();
+    }
+  }
+  ~RelayBuffer() {
+    auto& spare = spares();
+    if (bytes_ && spare.size() < kSparesKept) spare.push_back(std::move(bytes_));
+  }
+  RelayBuffer(const RelayBuffer&) = delete;
+  RelayBuffer& operator=(const RelayBuffer&) = delete;
+  char* data() { return bytes_.get(); }
+
+ private:
+  static constexpr std::size_t kSparesKept = 16;  // per worker thread: at most 256 KB kept idle
+  static std::vector<std::unique_ptr<char[]>>& spares() {
+    thread_local std::vector<std::unique_ptr<char[]>> list;
+    return list;
+  }
+  std::unique_ptr<char[]> bytes_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Relaying a message body from a parser to a serializer (Beast's "HTTP Relay" shape), with a
 // hook that may transform each piece.
 
@@ -66,7 +102,9 @@ enum class RelayStatus { ok, read_failed, write_failed, refused };
 struct RelayResult {
   RelayStatus status = RelayStatus::ok;
   beast::error_code ec;
-  std::optional<policy::Refusal> refusal;
+  // On the heap: a result lives in the relay's coroutine frame twice, and a frame above about
+  // 1 KB is not recycled by Asio (a large allocation per request).
+  std::unique_ptr<policy::Refusal> refusal;
 };
 
 // Transform: (std::string_view piece, bool last, std::string& out) -> std::optional<Refusal>;
@@ -77,6 +115,15 @@ struct Passthrough {
     return std::nullopt;
   }
 };
+
+// Runs the hook outside the relay's coroutine, so that its optional refusal (large) never sits in
+// the frame.
+template <class Transform>
+std::unique_ptr<policy::Refusal> transform_piece(Transform& transform, std::string_view piece, bool last,
+                                                 std::string& out) {
+  if (auto refusal = transform(piece, last, out)) return std::make_unique<policy::Refusal>(std::move(*refusal));
+  return nullptr;
+}
 
 // A read error that means the peer sent something malformed (as opposed to closing or timing out).
 inline bool is_parse_error(const beast::error_code& ec) {
@@ -108,7 +155,7 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
   auto fail = [&](RelayStatus status, beast::error_code ec) {
     result.status = status;
     result.ec = ec;
-    return result;
+    return std::move(result);
   };
   bool piece_at_hand = prefetched || p.is_done() || in_buf.size() > 0;
   if (header_only || !piece_at_hand) {
@@ -118,11 +165,11 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
     head_pending = false;
     if (header_only) co_return result;
   }
-  std::array<char, 16384> raw;
+  RelayBuffer raw;
   // A transformed body is one that may carry a secret (substituted in, or echoed back to be
-  // scrubbed): what was read of it is wiped when the relay ends.
+  // scrubbed): what was read of it is wiped when the relay ends, before the buffer goes back.
   struct RawWiper {
-    std::array<char, 16384>& raw;
+    RelayBuffer& raw;
     bool on;
     std::size_t used = 0;  // high-water mark of what was read into it
     ~RawWiper() {
@@ -139,12 +186,12 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
       prefetched.reset();
     } else if (!p.is_done()) {
       p.get().body().data = raw.data();
-      p.get().body().size = raw.size();
+      p.get().body().size = RelayBuffer::kSize;
       lowest(in).expires_after(idle);
       auto [ec, n] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return fail(RelayStatus::read_failed, ec);
-      data = std::string_view(raw.data(), raw.size() - p.get().body().size);
+      data = std::string_view(raw.data(), RelayBuffer::kSize - p.get().body().size);
       raw_wiper.used = std::max(raw_wiper.used, data.size());
     }
     const bool last = p.is_done();
@@ -152,7 +199,7 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
     std::string_view send = data;
     if (!identity && (!data.empty() || last)) {
       piece.clear();
-      if (auto refusal = transform(data, last, piece)) {
+      if (auto refusal = transform_piece(transform, data, last, piece)) {
         secrets::wipe(piece);
         result.status = RelayStatus::refused;
         result.refusal = std::move(refusal);

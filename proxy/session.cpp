@@ -128,22 +128,23 @@ policy::Headers to_headers(const http::fields& f) {
 class ScrubSetCache {
  public:
   std::shared_ptr<const policy::ScrubSet> get(const policy::RewritePlan& plan, const policy::SecretLookup& lookup) {
-    std::string key;
-    std::vector<std::shared_ptr<const secrets::SecretValue>> values;
+    key_.clear();
     for (const auto& name : plan.secrets) {
       const auto* entry = lookup.find(name);
       if (!entry || !entry->value) return policy::ScrubSet::build(plan.written);  // not cacheable
-      values.push_back(entry->value);
-      key += name;
-      key += '\0';
-      key += std::to_string(reinterpret_cast<std::uintptr_t>(entry->value.get()));
-      key += '\0';
+      key_ += name;
+      key_ += '\0';
+      auto identity = reinterpret_cast<std::uintptr_t>(entry->value.get());
+      key_.append(reinterpret_cast<const char*>(&identity), sizeof identity);
     }
     for (const auto& w : plan.written) {
-      key += w.replacement;
-      key += '\0';
+      key_ += w.replacement;
+      key_ += '\0';
     }
-    if (auto it = entries_.find(key); it != entries_.end()) return it->second.set;
+    if (auto it = entries_.find(key_); it != entries_.end()) return it->second.set;
+    std::vector<std::shared_ptr<const secrets::SecretValue>> values;
+    for (const auto& name : plan.secrets) values.push_back(lookup.find(name)->value);
+    std::string key = key_;
     auto set = policy::ScrubSet::build(plan.written);
     if (entries_.size() >= kCapacity) entries_.clear();  // simple and bounded: sets are cheap to rebuild
     entries_.emplace(std::move(key), Entry{set, std::move(values)});
@@ -157,6 +158,7 @@ class ScrubSetCache {
     std::vector<std::shared_ptr<const secrets::SecretValue>> values;
   };
   std::unordered_map<std::string, Entry> entries_;
+  std::string key_;  // reused: a lookup allocates nothing
 };
 
 ScrubSetCache& scrub_sets_for_this_thread() {
@@ -337,23 +339,21 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
       co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "unsupported Expect"), false);
     expect_continue = true;
   }
-  // On the heap and only for a body: this coroutine's frame lives as long as the connection,
-  // and an idle keep-alive connection should not hold 16 KB for it.
-  constexpr std::size_t kFirstPieceBytes = 16384;
-  std::unique_ptr<char[]> first_buf;
+  // Leased only for a body, and not in this coroutine's frame (see RelayBuffer).
+  std::optional<RelayBuffer> first_buf;
   std::optional<std::string_view> first_piece;
   if (!p.is_done()) buf_.reserve(16384);  // body reads take what the buffer offers (at least 512 bytes)
   if (!p.is_done() && !expect_continue) {
-    first_buf = std::make_unique_for_overwrite<char[]>(kFirstPieceBytes);
-    p.get().body().data = first_buf.get();
-    p.get().body().size = kFirstPieceBytes;
+    first_buf.emplace();
+    p.get().body().data = first_buf->data();
+    p.get().body().size = RelayBuffer::kSize;
     lowest(client_).expires_after(ctx_.idle_timeout);
     auto [fec, fn] = co_await http::async_read_some(client_, buf_, p, tuple_awaitable);
     if (fec == http::error::need_buffer) fec = {};
     if (fec && is_parse_error(fec))
       co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request body: " + fec.message()), false);
     if (fec) co_return false;  // the client went away
-    first_piece = std::string_view(first_buf.get(), kFirstPieceBytes - p.get().body().size);
+    first_piece = std::string_view(first_buf->data(), RelayBuffer::kSize - p.get().body().size);
   }
 
   // Resolve once, vet, dial the vetted address.
@@ -404,20 +404,18 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   }
 
   auto upstream_started = std::chrono::steady_clock::now();
+  auto substitute = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
+    if (auto r = substituter->feed(piece, out)) return r;
+    if (last) return substituter->finish(out);
+    return std::nullopt;
+  };
+  Passthrough pass;
   RelayResult sent = co_await std::visit(
-      [&](auto& up) -> net::awaitable<RelayResult> {
-        if (substituter) {
-          auto transform = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
-            if (auto r = substituter->feed(piece, out)) return r;
-            if (last) return substituter->finish(out);
-            return std::nullopt;
-          };
-          co_return co_await relay_body(client_, buf_, p, up, std::move(up_head), transform, ctx_.idle_timeout,
-                                        st.audit.bytes_in, false, first_piece);
-        }
-        Passthrough pass;
-        co_return co_await relay_body(client_, buf_, p, up, std::move(up_head), pass, ctx_.idle_timeout, st.audit.bytes_in,
-                                      true, first_piece);
+      [&](auto& up) {
+        return substituter ? relay_body(client_, buf_, p, up, std::move(up_head), substitute, ctx_.idle_timeout,
+                                        st.audit.bytes_in, false, first_piece)
+                           : relay_body(client_, buf_, p, up, std::move(up_head), pass, ctx_.idle_timeout,
+                                        st.audit.bytes_in, true, first_piece);
       },
       conn->stream);
   if (substituter) {

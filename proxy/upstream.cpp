@@ -7,6 +7,8 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
+#include <charconv>
+
 #include "core/log.hpp"
 
 namespace sidekey::proxy {
@@ -75,7 +77,7 @@ bool still_open(UpstreamConnection& c) {
 }
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take(const std::string& key) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key) {
   auto now = std::chrono::steady_clock::now();
   while (true) {
     auto it = idle_.find(key);
@@ -94,13 +96,17 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take(const std::string& key) {
 void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout) {
   constexpr std::size_t kMaxIdlePerKey = 64;
   auto now = std::chrono::steady_clock::now();
-  // Sweep expired connections so the pool never grows without bound.
-  for (auto it = idle_.begin(); it != idle_.end();) {
-    if (it->second.expires <= now) {
-      it->second.c->close();
-      it = idle_.erase(it);
-    } else {
-      ++it;
+  // Sweep expired connections so the pool never grows without bound: once a second, not on
+  // every return (a busy worker returns a connection per request).
+  if (now >= next_sweep_) {
+    next_sweep_ = now + std::chrono::seconds(1);
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      if (it->second.expires <= now) {
+        it->second.c->close();
+        it = idle_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
   if (idle_.count(c->key) >= kMaxIdlePerKey) {
@@ -123,8 +129,28 @@ void UpstreamPool::keep_session(const std::string& authority, SSL_SESSION* sessi
 }
 
 namespace {
-std::string pool_key(const policy::Destination& d, const tcp::endpoint& ep) {
-  return (d.tls ? "tls|" : "tcp|") + d.authority() + "|" + ep.address().to_string() + ":" + std::to_string(ep.port());
+// TLS or not, the authority (the name TLS verifies), and the vetted address: built into `out`
+// without formatting the address, as it is built for every request.
+void pool_key(std::string& out, const policy::Destination& d, const tcp::endpoint& ep) {
+  out.clear();
+  out += d.tls ? "tls|" : "tcp|";
+  out += d.host;
+  out += ':';
+  char port[8];
+  auto r = std::to_chars(port, port + sizeof port, d.port);
+  out.append(port, r.ptr);
+  out += '|';
+  auto append_bytes = [&](const auto& bytes) { out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size()); };
+  const auto a = ep.address();
+  if (a.is_v4()) {
+    append_bytes(a.to_v4().to_bytes());
+  } else {
+    append_bytes(a.to_v6().to_bytes());
+    auto scope = a.to_v6().scope_id();
+    out.append(reinterpret_cast<const char*>(&scope), sizeof scope);
+  }
+  auto ep_port = ep.port();
+  out.append(reinterpret_cast<const char*>(&ep_port), sizeof ep_port);
 }
 }  // namespace
 
@@ -133,8 +159,13 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
                                                                               UpstreamTls& tls,
                                                                               std::chrono::milliseconds connect_timeout) {
   auto& pool = UpstreamPool::for_this_thread();
-  for (const auto& ep : addresses.endpoints)
-    if (auto c = pool.take(pool_key(d, ep))) co_return ConnectResult{std::move(c), 0};
+  {
+    thread_local std::string key;  // used before the first suspension only
+    for (const auto& ep : addresses.endpoints) {
+      pool_key(key, d, ep);
+      if (auto c = pool.take(key)) co_return ConnectResult{std::move(c), 0};
+    }
+  }
 
   auto executor = co_await net::this_coro::executor;
   auto started = std::chrono::steady_clock::now();
@@ -184,7 +215,7 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
       }
       conn = std::make_unique<UpstreamConnection>(std::move(tls_stream), std::move(authority_holder));
     }
-    conn->key = pool_key(d, ep);
+    pool_key(conn->key, d, ep);
     conn->tcp().expires_never();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     co_return ConnectResult{std::move(conn), secs};

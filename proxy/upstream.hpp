@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "policy/destination.hpp"
@@ -64,7 +65,7 @@ class UpstreamPool {
  public:
   static UpstreamPool& for_this_thread();
 
-  std::unique_ptr<UpstreamConnection> take(const std::string& key);
+  std::unique_ptr<UpstreamConnection> take(std::string_view key);
   void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout);
 
   SSL_SESSION* session(const std::string& authority) const;  // not owned
@@ -76,7 +77,8 @@ class UpstreamPool {
     std::unique_ptr<UpstreamConnection> c;
     std::chrono::steady_clock::time_point expires;
   };
-  std::multimap<std::string, Idle> idle_;
+  std::multimap<std::string, Idle, std::less<>> idle_;
+  std::chrono::steady_clock::time_point next_sweep_{};
   std::map<std::string, SSL_SESSION*> sessions_;
 };
 

@@ -1,5 +1,9 @@
 #include "proxy/workers.hpp"
 
+#include <boost/asio/post.hpp>
+
+#include "core/log.hpp"
+
 namespace sidekey::proxy {
 
 Workers::Workers(unsigned count) {
@@ -22,7 +26,13 @@ boost::asio::io_context& Workers::next() {
 }
 
 void Workers::start() {
-  for (auto& ctx : contexts_) threads_.emplace_back([c = ctx.get()] { c->run(); });
+  for (auto& ctx : contexts_)
+    threads_.emplace_back([c = ctx.get()] {
+      // One audit write per turn of the event loop, not one per request.
+      log::batch_audit_lines_on_this_thread([c] { boost::asio::post(*c, [] { log::flush_audit_batch(); }); });
+      c->run();
+      log::flush_audit_batch();  // what the last turn gathered, also when stopped
+    });
 }
 
 void Workers::stop() {

@@ -35,7 +35,7 @@ class SecretValue {
   std::size_t mapped_ = 0;
 };
 
-// Wipes a buffer that held plaintext (OPENSSL_cleanse, which the optimizer cannot drop).
+// Wipes a buffer that held plaintext, in a way the optimizer cannot drop.
 void wipe(std::string& s) noexcept;
 void wipe(void* p, std::size_t n) noexcept;
 
