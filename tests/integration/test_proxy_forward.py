@@ -1,6 +1,8 @@
 """The egress proxy forwarding absolute-form HTTP (HTTP_PROXY) and reverse routes, against the real
 binary with a recording upstream: injection, audit, request ids, hop-by-hop headers, keep-alive,
 uploads, chunked bodies, HTTP/1.0, Expect: 100-continue, HEAD, 204/304 (SPEC section 5)."""
+import collections
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -148,6 +150,28 @@ class ForwardTest(unittest.TestCase):
         for rid in ids:
             wait_audit(self.sk, rid)
         self.assertEqual(len([a for a in audit_records(self.sk) if a["request_id"] in ids]), 10)
+
+    def test_concurrent_requests_leave_whole_audit_lines_none_lost(self):
+        # A worker writes the lines of requests that finish in one turn of its event loop together:
+        # under concurrency every line must still be whole, and each request's line there once.
+        def run(n):
+            out = []
+            with requests.Session() as s:
+                for i in range(25):
+                    r = s.get(self.up.url + "/c/%d/%d" % (n, i), proxies=self.proxies, timeout=15)
+                    out.append((r.status_code, r.headers.get("X-Sidekey-Request-Id")))
+            return out
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = [x for part in pool.map(run, range(8)) for x in part]
+        self.assertEqual([status for status, _ in results], [200] * 200)
+        ids = [rid for _, rid in results]
+        for rid in ids:
+            wait_audit(self.sk, rid)
+        lines = [l for l in self.sk.logs().splitlines() if '"event":"audit"' in l]
+        records = [json.loads(l) for l in lines]  # a torn or merged line does not parse
+        counts = collections.Counter(r["request_id"] for r in records)
+        for rid in ids:
+            self.assertEqual(counts[rid], 1, "audit lines for %s" % rid)
 
     # -- hop-by-hop headers (invariant 11) and Host ----------------------------------------------
     def test_hop_by_hop_headers_never_reach_the_upstream(self):
