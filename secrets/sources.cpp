@@ -1,5 +1,7 @@
 #include "secrets/sources.hpp"
 
+#include <algorithm>
+
 #include <stdlib.h>
 
 #include <cstring>
@@ -101,6 +103,9 @@ constexpr int kDirAttempts = 5;
 }  // namespace
 
 std::vector<SourceValues> take_env_sources(const std::vector<std::string>& prefixes, const SourceWarn& warn) {
+  // Read by sidekey itself (the API token, the store key): never a secret, never wiped here,
+  // whatever a prefix matches (`SIDEKEY_` would match both).
+  static constexpr std::string_view kOwnVariables[] = {"SIDEKEY_API_TOKEN", "SIDEKEY_STORE_KEY"};
   std::vector<SourceValues> out(prefixes.size());
   std::vector<char*> taken;  // the environment strings of every variable that matched a prefix
   for (char** e = environ; e && *e; ++e) {
@@ -109,10 +114,15 @@ std::vector<SourceValues> take_env_sources(const std::vector<std::string>& prefi
     if (eq == std::string_view::npos) continue;
     std::string_view variable = var.substr(0, eq);
     std::string_view value = var.substr(eq + 1);
+    const bool own = std::find(std::begin(kOwnVariables), std::end(kOwnVariables), variable) != std::end(kOwnVariables);
     bool matched = false;
     for (std::size_t i = 0; i < prefixes.size(); ++i) {
       const std::string& prefix = prefixes[i];
       if (prefix.empty() || variable.rfind(prefix, 0) != 0) continue;
+      if (own) {
+        warn("secret_source_env_reserved", {{"variable", std::string(variable)}});
+        break;
+      }
       matched = true;
       std::string_view name = variable.substr(prefix.size());
       if (!usable_source_name(name)) {

@@ -1,4 +1,5 @@
 """The Agent Protocol secrets API against the real binary, driven by curl and Python requests."""
+import base64
 import json
 import os
 import subprocess
@@ -206,6 +207,29 @@ class ApiTest(unittest.TestCase):
         with Sidekey(config={"api": {"auth": "none"}}) as sk:
             self.assertEqual(requests.get(sk.api_url + "/ap/v1/agent/secrets").status_code, 200)
         self.sk.start()
+
+
+class EnvSourceTest(unittest.TestCase):
+    def test_env_source_never_takes_sidekeys_own_variables(self):
+        # A prefix that also matches SIDEKEY_API_TOKEN and SIDEKEY_STORE_KEY leaves them to sidekey:
+        # the token still guards the API, the key still opens the store, neither becomes a secret.
+        store_key = base64.b64encode(b"k" * 32).decode()
+        env = {"SIDEKEY_API_TOKEN": "env-token-789", "SIDEKEY_STORE_KEY": store_key, "SIDEKEY_other": "v-1234567"}
+        with Sidekey(config={"sources": [{"env": {"prefix": "SIDEKEY_"}}]}, env=env) as sk:
+            self.assertEqual(requests.get(sk.api_url + "/ap/v1/agent/secrets",
+                                          headers={"X-API-KEY": "env-token-789"}).status_code, 200)
+            self.assertFalse(os.path.exists(os.path.join(sk.data_dir, "api-token")), "the env token was used")
+            self.assertFalse(os.path.exists(os.path.join(sk.data_dir, "store.key")), "the env store key was used")
+            metrics = requests.get(sk.admin_url + "/metrics").text
+            taken = [k for k in sk.env if k.startswith("SIDEKEY_") and k not in ("SIDEKEY_API_TOKEN", "SIDEKEY_STORE_KEY")]
+            self.assertIn("SIDEKEY_other", taken)
+            self.assertIn("sidekey_secrets %d\n" % len(taken), metrics, "secrets from: %s" % taken)
+            logs = sk.logs()
+            for variable in ("SIDEKEY_API_TOKEN", "SIDEKEY_STORE_KEY"):
+                self.assertRegex(logs, r'"event":"secret_source_env_reserved".*"variable":"%s"|"variable":"%s".*"event":"secret_source_env_reserved"'
+                                 % (variable, variable))
+            self.assertNotIn("env-token-789", logs)
+            self.assertNotIn(store_key, logs)
 
 
 class AdminTest(unittest.TestCase):
