@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "policy/headers.hpp"
@@ -116,6 +117,45 @@ struct Passthrough {
   }
 };
 
+// Writes as much of `bufs` as the socket takes right now, without suspending: a plain TCP
+// stream with room in its send buffer takes a head and a small body in one sendmsg, and the write
+// then costs no timer, no operation object and no turn of the event loop. Returns the bytes
+// written; `ec` is set only for an error other than "would block". A TLS stream writes nothing
+// here (its records go through the asynchronous path).
+template <class Stream, class Buffers>
+std::size_t write_now(Stream& s, const Buffers& bufs, beast::error_code& ec) {
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    auto& socket = s.socket();
+    if (!socket.non_blocking()) {  // once per socket: a synchronous write must never block
+      socket.non_blocking(true, ec);
+      if (ec) {
+        ec = {};
+        return 0;
+      }
+    }
+    std::size_t n = socket.write_some(bufs, ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) {
+      ec = {};
+      return 0;
+    }
+    return ec ? 0 : n;
+  } else {
+    return 0;
+  }
+}
+
+// Parses the next piece of a body from what is already buffered, without an I/O operation (a
+// small body arrives with its head): what http::async_read_some does before it reads. need_more
+// when the buffer holds no complete element, and then the stream is read.
+template <bool isRequest>
+beast::error_code parse_buffered(http::parser<isRequest, http::buffer_body>& p, beast::flat_buffer& buf) {
+  if (buf.size() == 0) return http::error::need_more;
+  beast::error_code ec;
+  std::size_t used = p.put(buf.data(), ec);
+  buf.consume(used);
+  return ec;
+}
+
 // Runs the hook outside the relay's coroutine, so that its optional refusal (large) never sits in
 // the frame.
 template <class Transform>
@@ -159,8 +199,14 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
   };
   bool piece_at_hand = prefetched || p.is_done() || in_buf.size() > 0;
   if (header_only || !piece_at_hand) {
-    lowest(out).expires_after(idle);
-    auto [hec, hn] = co_await net::async_write(out, net::buffer(head.bytes), tuple_awaitable);
+    beast::error_code hec;
+    std::size_t wrote = write_now(out, net::buffer(head.bytes), hec);
+    if (!hec && wrote < head.bytes.size()) {
+      lowest(out).expires_after(idle);
+      auto [aec, an] = co_await net::async_write(out, net::buffer(head.bytes.data() + wrote, head.bytes.size() - wrote),
+                                                 tuple_awaitable);
+      hec = aec;
+    }
     if (hec) co_return fail(RelayStatus::write_failed, hec);
     head_pending = false;
     if (header_only) co_return result;
@@ -187,8 +233,12 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
     } else if (!p.is_done()) {
       p.get().body().data = raw.data();
       p.get().body().size = RelayBuffer::kSize;
-      lowest(in).expires_after(idle);
-      auto [ec, n] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
+      beast::error_code ec = parse_buffered(p, in_buf);
+      if (ec == http::error::need_more) {
+        lowest(in).expires_after(idle);
+        auto [rec, rn] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
+        ec = rec;
+      }
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return fail(RelayStatus::read_failed, ec);
       data = std::string_view(raw.data(), RelayBuffer::kSize - p.get().body().size);
@@ -220,8 +270,16 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
     }
     if (last && chunked) bufs[nbufs++] = net::buffer(kLastChunk.data(), kLastChunk.size());
     if (nbufs > 0) {
-      lowest(out).expires_after(idle);
-      auto [wec, wn] = co_await net::async_write(out, std::span(bufs.data(), nbufs), tuple_awaitable);
+      const std::span<const net::const_buffer> all(bufs.data(), nbufs);
+      beast::error_code wec;
+      std::size_t wrote = write_now(out, all, wec);
+      if (!wec && wrote < net::buffer_size(all)) {
+        beast::buffers_suffix<std::span<const net::const_buffer>> rest(all);
+        rest.consume(wrote);
+        lowest(out).expires_after(idle);
+        auto [aec, an] = co_await net::async_write(out, rest, tuple_awaitable);
+        wec = aec;
+      }
       if (!identity) secrets::wipe(piece);
       if (wec) co_return fail(RelayStatus::write_failed, wec);
       head_pending = false;
