@@ -77,11 +77,11 @@ bool still_open(UpstreamConnection& c) {
 }
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key, bool prefix) {
   auto now = std::chrono::steady_clock::now();
   while (true) {
-    auto it = idle_.find(key);
-    if (it == idle_.end()) return nullptr;
+    auto it = prefix ? idle_.lower_bound(key) : idle_.find(key);
+    if (it == idle_.end() || (prefix && !std::string_view(it->first).starts_with(key))) return nullptr;
     auto c = std::move(it->second.c);
     bool fresh = it->second.expires > now;
     idle_.erase(it);
@@ -131,7 +131,7 @@ void UpstreamPool::keep_session(const std::string& authority, SSL_SESSION* sessi
 namespace {
 // TLS or not, the authority (the name TLS verifies), and the vetted address: built into `out`
 // without formatting the address, as it is built for every request.
-void pool_key(std::string& out, const policy::Destination& d, const tcp::endpoint& ep) {
+void pool_key_prefix(std::string& out, const policy::Destination& d) {
   out.clear();
   out += d.tls ? "tls|" : "tcp|";
   out += d.host;
@@ -140,6 +140,10 @@ void pool_key(std::string& out, const policy::Destination& d, const tcp::endpoin
   auto r = std::to_chars(port, port + sizeof port, d.port);
   out.append(port, r.ptr);
   out += '|';
+}
+
+void pool_key(std::string& out, const policy::Destination& d, const tcp::endpoint& ep) {
+  pool_key_prefix(out, d);
   auto append_bytes = [&](const auto& bytes) { out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size()); };
   const auto a = ep.address();
   if (a.is_v4()) {
@@ -153,6 +157,12 @@ void pool_key(std::string& out, const policy::Destination& d, const tcp::endpoin
   out.append(reinterpret_cast<const char*>(&ep_port), sizeof ep_port);
 }
 }  // namespace
+
+std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d) {
+  thread_local std::string prefix;
+  pool_key_prefix(prefix, d);
+  return UpstreamPool::for_this_thread().take(prefix, true);
+}
 
 net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
                                                                               const VettedAddresses& addresses,

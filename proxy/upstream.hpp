@@ -65,7 +65,9 @@ class UpstreamPool {
  public:
   static UpstreamPool& for_this_thread();
 
-  std::unique_ptr<UpstreamConnection> take(std::string_view key);
+  // An idle connection under `key` (or, with `prefix`, under any key that starts with it) that
+  // is still open; nullptr when there is none.
+  std::unique_ptr<UpstreamConnection> take(std::string_view key, bool prefix = false);
   void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout);
 
   SSL_SESSION* session(const std::string& authority) const;  // not owned
@@ -81,6 +83,11 @@ class UpstreamPool {
   std::chrono::steady_clock::time_point next_sweep_{};
   std::map<std::string, SSL_SESSION*> sessions_;
 };
+
+// An idle pooled connection to `d`, whichever vetted address it was dialed to: it was vetted
+// then (the egress guard's configuration does not change while sidekey runs), so reusing it
+// needs no second name lookup — a lookup per request would add a DNS round trip to each.
+std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d);
 
 // A pooled connection when one is idle and still open, else dials each vetted address in turn
 // (connect_timeout each) and, for TLS destinations, handshakes with SNI and verification.

@@ -6,7 +6,10 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import subprocess
+import shutil
 import tempfile
+import time
 import unittest
 
 import requests
@@ -37,6 +40,36 @@ rules:
 
 HOP_BY_HOP = ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te",
               "trailer", "upgrade"]
+
+
+class NameLookupTest(unittest.TestCase):
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("strace"), "needs root and strace (sidekey is not dumpable)")
+    def test_a_pooled_connection_is_reused_without_resolving_the_name_again(self):
+        # The name is resolved and vetted when a connection is dialed; a pooled connection to the
+        # same destination is reused without a lookup. glibc's getaddrinfo reads /etc/hosts on every
+        # call, so the lookups show as opens of /etc/hosts.
+        up = Upstream(Reply(200, b"ok")).start()
+        self.addCleanup(up.stop)
+        sk = proxy_sidekey("version: 1\ndefault: allow\n", config={"workers": 1},
+                           allow_private=False)
+        sk.config["egress"] = {"allow_private": ["127.0.0.0/8", "::1/128"]}
+        with sk:
+            trace = os.path.join(sk.dir, "strace.txt")
+            tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=openat", "-o", trace, "-p", str(sk.proc.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1.5)  # attached to every thread
+                with requests.Session() as s:
+                    for i in range(10):
+                        r = s.get("http://localhost:%d/n/%d" % (up.port, i), proxies={"http": sk.proxy_url}, timeout=15)
+                        self.assertEqual(r.status_code, 200, r.text)
+            finally:
+                tracer.terminate()
+                tracer.wait(timeout=15)
+            with open(trace) as f:
+                lookups = sum(1 for line in f if "/etc/hosts" in line)
+        self.assertEqual(len(up.requests), 10)
+        self.assertEqual(lookups, 1, "one lookup when the connection was dialed, none for the pooled reuses")
 
 
 class ForwardTest(unittest.TestCase):
