@@ -29,6 +29,7 @@ bool Gateway::forwards(std::string_view target) {
 }
 
 net::awaitable<std::optional<proxy::ConnectResult>> Gateway::connect() {
+  if (auto pooled = proxy::take_pooled(dest_)) co_return proxy::ConnectResult{std::move(pooled), 0};
   proxy::VettedAddresses addrs;
   if (auto ip = IpAddress::parse(dest_.host)) {
     addrs.endpoints.emplace_back(net::ip::make_address(ip->to_string()), dest_.port);

@@ -169,13 +169,6 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
                                                                               UpstreamTls& tls,
                                                                               std::chrono::milliseconds connect_timeout) {
   auto& pool = UpstreamPool::for_this_thread();
-  {
-    thread_local std::string key;  // used before the first suspension only
-    for (const auto& ep : addresses.endpoints) {
-      pool_key(key, d, ep);
-      if (auto c = pool.take(key)) co_return ConnectResult{std::move(c), 0};
-    }
-  }
 
   auto executor = co_await net::this_coro::executor;
   auto started = std::chrono::steady_clock::now();

@@ -89,8 +89,9 @@ class UpstreamPool {
 // needs no second name lookup — a lookup per request would add a DNS round trip to each.
 std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d);
 
-// A pooled connection when one is idle and still open, else dials each vetted address in turn
-// (connect_timeout each) and, for TLS destinations, handshakes with SNI and verification.
+// A new connection: dials each vetted address in turn (connect_timeout each) and, for TLS
+// destinations, handshakes with SNI and verification. (A caller that may reuse a connection asks
+// take_pooled() first; a CONNECT tunnel never does.)
 net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
                                                                               const VettedAddresses& addresses,
                                                                               UpstreamTls& tls,
