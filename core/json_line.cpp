@@ -36,9 +36,7 @@ void append_integer(std::string& out, Integer value) {
   auto r = std::to_chars(buf, buf + sizeof buf, value);
   out.append(buf, r.ptr);
 }
-}  // namespace
 
-namespace {
 // Bytes that a JSON string can hold as they are: printable ASCII other than '"' and '\\'.
 constexpr std::array<bool, 256> kVerbatim = [] {
   std::array<bool, 256> t{};

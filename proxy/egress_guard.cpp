@@ -76,15 +76,9 @@ std::variant<VettedAddresses, policy::Refusal> EgressGuard::classify(const polic
   return out;
 }
 
-std::optional<std::variant<VettedAddresses, policy::Refusal>> EgressGuard::vet_without_lookup(
-    const policy::Destination& d) const {
-  if (auto pin = pinned(d)) return VettedAddresses{{*pin}, true};  // the operator's explicit choice
-  if (auto ip = IpAddress::parse(d.host)) return classify(d, {*ip});
-  return std::nullopt;
-}
-
 net::awaitable<std::variant<VettedAddresses, policy::Refusal>> EgressGuard::vet(const policy::Destination& d) const {
-  if (auto known = vet_without_lookup(d)) co_return std::move(*known);
+  if (auto pin = pinned(d)) co_return VettedAddresses{{*pin}, true};  // the operator's explicit choice
+  if (auto ip = IpAddress::parse(d.host)) co_return classify(d, {*ip});
   tcp::resolver resolver(co_await net::this_coro::executor);
   auto [ec, results] = co_await resolver.async_resolve(d.host, std::to_string(d.port), net::as_tuple(net::use_awaitable));
   if (ec)

@@ -6,7 +6,6 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <map>
-#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -36,9 +35,6 @@ class EgressGuard {
 
   // Pins first; IP literals as they are; names through the resolver, once.
   boost::asio::awaitable<std::variant<VettedAddresses, policy::Refusal>> vet(const policy::Destination& d) const;
-  // The part of vet() that needs no lookup (a pin, an IP literal), without a coroutine; nullopt
-  // for a name that must be resolved.
-  std::optional<std::variant<VettedAddresses, policy::Refusal>> vet_without_lookup(const policy::Destination& d) const;
 
  private:
   std::vector<Cidr> allow_private_;

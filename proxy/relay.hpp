@@ -144,6 +144,16 @@ std::size_t write_now(Stream& s, const Buffers& bufs, beast::error_code& ec) {
   }
 }
 
+// The part of `bufs` that write_now() left (from byte `written` on), written asynchronously with
+// the idle timeout: the awaitable of the write, to be awaited at once.
+template <class Stream, class Buffers>
+auto write_rest(Stream& s, const Buffers& bufs, std::size_t written, std::chrono::milliseconds idle) {
+  beast::buffers_suffix<Buffers> rest(bufs);
+  rest.consume(written);
+  lowest(s).expires_after(idle);
+  return net::async_write(s, rest, tuple_awaitable);
+}
+
 // Parses the next piece of a body from what is already buffered, without an I/O operation (a
 // small body arrives with its head): what http::async_read_some does before it reads. need_more
 // when the buffer holds no complete element, and then the stream is read.
@@ -199,12 +209,11 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
   };
   bool piece_at_hand = prefetched || p.is_done() || in_buf.size() > 0;
   if (header_only || !piece_at_hand) {
+    const net::const_buffer bytes = net::buffer(head.bytes);
     beast::error_code hec;
-    std::size_t wrote = write_now(out, net::buffer(head.bytes), hec);
-    if (!hec && wrote < head.bytes.size()) {
-      lowest(out).expires_after(idle);
-      auto [aec, an] = co_await net::async_write(out, net::buffer(head.bytes.data() + wrote, head.bytes.size() - wrote),
-                                                 tuple_awaitable);
+    std::size_t wrote = write_now(out, bytes, hec);
+    if (!hec && wrote < bytes.size()) {
+      auto [aec, an] = co_await write_rest(out, bytes, wrote, idle);
       hec = aec;
     }
     if (hec) co_return fail(RelayStatus::write_failed, hec);
@@ -274,10 +283,7 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
       beast::error_code wec;
       std::size_t wrote = write_now(out, all, wec);
       if (!wec && wrote < net::buffer_size(all)) {
-        beast::buffers_suffix<std::span<const net::const_buffer>> rest(all);
-        rest.consume(wrote);
-        lowest(out).expires_after(idle);
-        auto [aec, an] = co_await net::async_write(out, rest, tuple_awaitable);
+        auto [aec, an] = co_await write_rest(out, all, wrote, idle);
         wec = aec;
       }
       if (!identity) secrets::wipe(piece);

@@ -357,16 +357,12 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   }
 
   // A pooled connection to this destination (vetted when it was dialed), else: resolve once,
-  // vet, dial the vetted address (a pin or an IP literal needs no lookup).
+  // vet, dial the vetted address.
   std::unique_ptr<UpstreamConnection> conn = take_pooled(upstream_dest);
   if (!conn) {
-    auto vetted = ctx_.guard.vet_without_lookup(upstream_dest);
-    if (!vetted) {
-      auto looked_up = co_await ctx_.guard.vet(upstream_dest);
-      vetted = std::move(looked_up);
-    }
-    if (auto* r = std::get_if<policy::Refusal>(&*vetted)) co_return co_await refuse(st, *r, p.is_done());
-    auto connected = co_await connect_upstream(upstream_dest, std::get<VettedAddresses>(*vetted), ctx_.upstream_tls,
+    auto vetted = co_await ctx_.guard.vet(upstream_dest);
+    if (auto* r = std::get_if<policy::Refusal>(&vetted)) co_return co_await refuse(st, *r, p.is_done());
+    auto connected = co_await connect_upstream(upstream_dest, std::get<VettedAddresses>(vetted), ctx_.upstream_tls,
                                                ctx_.connect_timeout);
     if (auto* r = std::get_if<policy::Refusal>(&connected)) co_return co_await refuse(st, *r, p.is_done());
     conn = std::move(std::get<ConnectResult>(connected).connection);

@@ -77,11 +77,11 @@ bool still_open(UpstreamConnection& c) {
 }
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view key, bool prefix) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view prefix) {
   auto now = std::chrono::steady_clock::now();
   while (true) {
-    auto it = prefix ? idle_.lower_bound(key) : idle_.find(key);
-    if (it == idle_.end() || (prefix && !std::string_view(it->first).starts_with(key))) return nullptr;
+    auto it = idle_.lower_bound(prefix);
+    if (it == idle_.end() || !std::string_view(it->first).starts_with(prefix)) return nullptr;
     auto c = std::move(it->second.c);
     bool fresh = it->second.expires > now;
     idle_.erase(it);
@@ -161,7 +161,7 @@ void pool_key(std::string& out, const policy::Destination& d, const tcp::endpoin
 std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d) {
   thread_local std::string prefix;
   pool_key_prefix(prefix, d);
-  return UpstreamPool::for_this_thread().take(prefix, true);
+  return UpstreamPool::for_this_thread().take(prefix);
 }
 
 net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,

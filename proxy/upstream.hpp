@@ -65,9 +65,9 @@ class UpstreamPool {
  public:
   static UpstreamPool& for_this_thread();
 
-  // An idle connection under `key` (or, with `prefix`, under any key that starts with it) that
-  // is still open; nullptr when there is none.
-  std::unique_ptr<UpstreamConnection> take(std::string_view key, bool prefix = false);
+  // An idle connection still open under a key that starts with `prefix` (a destination: any of
+  // its vetted addresses); nullptr when there is none.
+  std::unique_ptr<UpstreamConnection> take(std::string_view prefix);
   void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout);
 
   SSL_SESSION* session(const std::string& authority) const;  // not owned
