@@ -694,7 +694,11 @@ static std::vector<ScrubPattern> patterns_of(const std::vector<WrittenValue>& wr
   return out;
 }
 
-ScrubSet::ScrubSet(std::span<const ScrubPattern> patterns) : data_(std::make_unique<Data>()) {
+ScrubSet::ScrubSet(const std::vector<ScrubForm>& forms) : data_(std::make_unique<Data>()) { data_->build(forms); }
+
+ScrubSet::~ScrubSet() = default;
+
+std::shared_ptr<const ScrubSet> ScrubSet::build(std::span<const ScrubPattern> patterns) {
   std::vector<ScrubForm> all;
   for (const auto& p : patterns) {
     auto forms = scrub_forms(p.plaintext, p.replacement);
@@ -705,13 +709,11 @@ ScrubSet::ScrubSet(std::span<const ScrubPattern> patterns) : data_(std::make_uni
     all.reserve(all.size() + forms.size());  // ScrubForm moves wipe what they leave
     for (auto& f : forms) all.push_back(std::move(f));
   }
-  data_->build(all);
+  return from_forms(all);
 }
 
-ScrubSet::~ScrubSet() = default;
-
-std::shared_ptr<const ScrubSet> ScrubSet::build(std::span<const ScrubPattern> patterns) {
-  return std::shared_ptr<const ScrubSet>(new ScrubSet(patterns));
+std::shared_ptr<const ScrubSet> ScrubSet::from_forms(const std::vector<ScrubForm>& forms) {
+  return std::shared_ptr<const ScrubSet>(new ScrubSet(forms));
 }
 
 std::shared_ptr<const ScrubSet> ScrubSet::build(const std::vector<WrittenValue>& written) {

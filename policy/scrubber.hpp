@@ -97,6 +97,10 @@ class ScrubSet {
   static std::shared_ptr<const ScrubSet> build(std::span<const ScrubPattern> patterns);
   // The patterns of a RewritePlan: each written value → its replacement.
   static std::shared_ptr<const ScrubSet> build(const std::vector<WrittenValue>& written);
+  // The automaton of forms already expanded: build(patterns) is this over every pattern's
+  // scrub_forms, in order (the fuzz target checks the automaton against a model of those forms
+  // without expanding them twice). Earlier forms win ties between identical bytes.
+  static std::shared_ptr<const ScrubSet> from_forms(const std::vector<ScrubForm>& forms);
   ~ScrubSet();
   ScrubSet(const ScrubSet&) = delete;
   ScrubSet& operator=(const ScrubSet&) = delete;
@@ -107,7 +111,7 @@ class ScrubSet {
   struct Data;
 
  private:
-  explicit ScrubSet(std::span<const ScrubPattern> patterns);
+  explicit ScrubSet(const std::vector<ScrubForm>& forms);
   std::unique_ptr<Data> data_;
   friend class Scrubber;
 };

@@ -716,6 +716,28 @@ BOOST_AUTO_TEST_CASE(shared_set_between_streams) {
   BOOST_TEST(none.scrub_all("sk-live-123") == "sk-live-123");
 }
 
+BOOST_AUTO_TEST_CASE(from_forms_is_build_without_the_expansion) {
+  // Two patterns whose raw forms are the same bytes: the earlier one's replacement wins, in
+  // build() and in from_forms() over the concatenated forms alike.
+  Patterns p{{"sk-live-123", "{{secrets.a}}"}, {"sk-live-123", "{{secrets.b}}"}, {"tok 99/x", "{{secrets.c}}"}};
+  auto built = ScrubSet::build(p);
+  std::vector<ScrubForm> forms;
+  for (const auto& q : p)
+    for (auto& f : scrub_forms(q.plaintext, q.replacement)) forms.push_back(std::move(f));
+  auto from = ScrubSet::from_forms(forms);
+  BOOST_TEST(from->form_count() == built->form_count());
+  BOOST_TEST(from->form_count() < forms.size());  // the second pattern's forms are all duplicates
+  BOOST_TEST(from->max_pattern_length() == built->max_pattern_length());
+  const std::string body = "a sk-live-123 b tok%2099%2Fx c " + b64("sk-live-123", false, true) + " d \"tok 99\\/x\"";
+  Scrubber x(built), y(from);
+  const std::string out = x.scrub_all(body);
+  BOOST_TEST(out == y.scrub_all(body));
+  BOOST_TEST(out.find("{{secrets.b}}") == std::string::npos);
+  BOOST_TEST(occurrences(out, "{{secrets.a}}") == 1u);
+  BOOST_TEST(x.replaced() == 4u);
+  BOOST_TEST(y.replaced() == 4u);
+}
+
 BOOST_AUTO_TEST_CASE(forms_are_distinct_and_never_contain_replacement_plaintext) {
   auto forms = scrub_forms(kTricky, "{{secrets.t}}");
   for (std::size_t i = 0; i < forms.size(); ++i) {
