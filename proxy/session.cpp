@@ -177,6 +177,12 @@ struct RequestState {
   bool client_keep_alive = false;
 };
 
+struct Interception {
+  std::shared_ptr<net::ssl::context> tls;  // the leaf for dest.host
+  policy::Destination dest;
+  RequestState st;  // the CONNECT's audit record: emitted when the handshake fails
+};
+
 std::string path_only(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
 
 template <class Client>
@@ -218,10 +224,14 @@ class Session {
   net::awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
 
  public:
-  bool handed_over() const { return handed_over_; }
+  // Set when a CONNECT is to be intercepted and its 200 was sent: run() has returned, and the
+  // caller does the TLS handshake and serves the inner requests (serve_intercepted) once the
+  // outer request's frames (serve_one's parser and relay state, ~12 KB) are gone, instead of
+  // keeping them for the life of the tunnel.
+  std::optional<Interception>& interception() { return interception_; }
 
  private:
-  bool handed_over_ = false;
+  std::optional<Interception> interception_;
 
   Client& client_;
   beast::flat_buffer& buf_;
@@ -706,26 +716,34 @@ net::awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::
                    " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
   bool sent_ok = co_await send_raw(client_, ok);
   if (!sent_ok) co_return false;
-  handed_over_ = true;  // the TCP stream now belongs to the TLS stream
-  beast::ssl_stream<beast::tcp_stream> tls(std::move(client_), *tls_ctx);
-  lowest(tls).expires_after(ctx_.connect_timeout);
-  // Bytes the client sent right after the CONNECT head are the start of its ClientHello.
-  auto [ec, used] = co_await tls.async_handshake(net::ssl::stream_base::server, buf_.data(), tuple_awaitable);
-  buf_.consume(buf_.size());
+  interception_.emplace(Interception{std::move(tls_ctx), dest, std::move(st)});
+  co_return false;
+}
+
+// The TLS side of an intercepted CONNECT (Session::interception()): `tcp` and `buf` (which may
+// hold the start of the ClientHello) become the TLS stream's and the inner session's.
+net::awaitable<void> serve_intercepted(std::optional<beast::tcp_stream>& tcp, beast::flat_buffer& buf, ProxyContext& ctx,
+                                       const std::string& client_addr, Interception icpt) {
+  beast::ssl_stream<beast::tcp_stream> tls(std::move(*tcp), *icpt.tls);
+  tcp.reset();  // a moved-from tcp_stream keeps its own state block until destroyed
+  lowest(tls).expires_after(ctx.connect_timeout);
+  auto [ec, used] = co_await tls.async_handshake(net::ssl::stream_base::server, buf.data(), tuple_awaitable);
+  buf.consume(buf.size());
   if (ec) {
-    st.audit.decision = "deny";
-    st.audit.status = 0;
-    st.audit.error = "client_tls_failed";
-    st.audit.emit();
-    log::info("intercept_handshake_failed", {{"host", dest.host}, {"request_id", st.audit.request_id}, {"error", ec.message()}});
-    co_return false;
+    auto& audit = icpt.st.audit;
+    audit.decision = "deny";
+    audit.status = 0;
+    audit.error = "client_tls_failed";
+    audit.emit();
+    log::info("intercept_handshake_failed", {{"host", icpt.dest.host}, {"request_id", audit.request_id}, {"error", ec.message()}});
+    co_return;
   }
-  beast::flat_buffer inner_buf;
-  Session<beast::ssl_stream<beast::tcp_stream>> inner(tls, inner_buf, ctx_, client_addr_, dest);
+  const policy::Destination dest = std::move(icpt.dest);
+  icpt = Interception{};  // the CONNECT's record is not needed past the handshake
+  Session<beast::ssl_stream<beast::tcp_stream>> inner(tls, buf, ctx, client_addr, dest);
   co_await inner.run();
   lowest(tls).expires_after(std::chrono::seconds(2));
   auto [sec] = co_await tls.async_shutdown(tuple_awaitable);
-  co_return false;
 }
 }  // namespace
 
@@ -733,11 +751,19 @@ net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ct
   beast::error_code ec;
   auto remote = socket.remote_endpoint(ec);
   std::string client = ec ? "" : remote.address().to_string() + ":" + std::to_string(remote.port());
-  beast::tcp_stream stream(std::move(socket));
+  std::optional<beast::tcp_stream> stream(std::in_place, std::move(socket));
   beast::flat_buffer buf;
-  Session<beast::tcp_stream> session(stream, buf, ctx, std::move(client), std::nullopt);
-  co_await session.run();
-  if (!session.handed_over()) stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::optional<Interception> icpt;
+  {
+    Session<beast::tcp_stream> session(*stream, buf, ctx, client, std::nullopt);
+    co_await session.run();
+    icpt = std::move(session.interception());
+  }
+  if (icpt) {
+    co_await serve_intercepted(stream, buf, ctx, client, std::move(*icpt));
+    co_return;
+  }
+  stream->socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 net::awaitable<void> refuse_overloaded(tcp::socket socket) {

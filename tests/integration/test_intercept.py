@@ -293,6 +293,7 @@ class InterceptTest(unittest.TestCase):
     def test_sni_other_than_the_connect_host_is_refused(self):
         c, status, _ = self.tunnel(HOST + ":443")
         self.assertEqual(status, 200)
+        connect_id = dict((n.lower(), v) for n, v in c.connect_headers)["x-sidekey-request-id"]
         with self.assertRaises((ssl.SSLError, ConnectionError)):
             tls_over(c, verify=False, server_hostname="evil.test")
         self.assertTrue(self.up.seen_nothing())
@@ -301,7 +302,10 @@ class InterceptTest(unittest.TestCase):
             return [a for a in audit_records(self.sk) if a.get("method") == "CONNECT" and a.get("host") == HOST]
         self.assertTrue(wait_for(refused, timeout=10), self.sk.logs()[-2000:])
         self.assertNotEqual(refused()[-1]["status"], 200)
-        self.assertTrue(refused()[-1]["error"])
+        self.assertEqual(refused()[-1]["error"], "client_tls_failed")
+        self.assertEqual(refused()[-1]["decision"], "deny")
+        # The record is the CONNECT's own, carried past the 200 to the handshake.
+        self.assertEqual(refused()[-1]["request_id"], connect_id)
 
     def test_missing_sni_for_a_named_host_is_refused(self):
         c, status, _ = self.tunnel(HOST + ":443")

@@ -1167,6 +1167,7 @@ def open_tunnel(proxy_addr, authority, timeout=15, extra_headers=""):
     head = c.reader.read_until(b"\r\n\r\n")
     status_line, headers = _parse_head(head)
     status = int(status_line[1])
+    c.connect_headers = headers  # [(name, value)] of the CONNECT's answer
     if status == 200:
         c.reader.take_message()
         if c.reader.buf:
