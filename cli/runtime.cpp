@@ -13,6 +13,7 @@
 #include "certs/trust_bundle.hpp"
 #include "cli/common.hpp"
 #include "core/files.hpp"
+#include "core/heap_trim.hpp"
 #include "core/log.hpp"
 #include "core/yaml_util.hpp"
 #include "core/metrics.hpp"
@@ -187,6 +188,7 @@ void Runtime::start() {
   workers_->start();
   schedule_source_refresh();
   schedule_policy_watch();
+  schedule_heap_trim();
   readiness_.set_ready();
 }
 
@@ -237,6 +239,24 @@ void Runtime::schedule_policy_watch() {
       net::detached);
 }
 
+// On the control thread, not a worker: a trim locks each malloc arena in turn (a few ms with a
+// large heap), which a worker's allocations may briefly wait for, but no event loop stops.
+void Runtime::schedule_heap_trim() {
+  trim_timer_ = std::make_unique<net::steady_timer>(control_);
+  net::co_spawn(
+      control_,
+      [this]() -> net::awaitable<void> {
+        core::HeapTrimPolicy trim;
+        for (;;) {
+          trim_timer_->expires_after(std::chrono::seconds(1));
+          auto [ec] = co_await trim_timer_->async_wait(net::as_tuple(net::use_awaitable));
+          if (ec) co_return;
+          if (trim.due(tracker_.active.load(std::memory_order_relaxed))) core::trim_heap();
+        }
+      },
+      net::detached);
+}
+
 void Runtime::shutdown(std::chrono::milliseconds deadline) {
   readiness_.set_not_ready("shutting down");
   tracker_.draining.store(true);
@@ -248,6 +268,7 @@ void Runtime::shutdown(std::chrono::milliseconds deadline) {
   });
   if (refresh_timer_) refresh_timer_->cancel();
   if (policy_timer_) policy_timer_->cancel();
+  if (trim_timer_) trim_timer_->cancel();
   auto until = std::chrono::steady_clock::now() + deadline;
   while (tracker_.inflight.load() > 0 && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -51,10 +51,11 @@ class Runtime {
  private:
   void schedule_source_refresh();
   void schedule_policy_watch();
+  void schedule_heap_trim();
 
   config::Config cfg_;
   boost::asio::io_context control_;
-  std::unique_ptr<boost::asio::steady_timer> refresh_timer_, policy_timer_;
+  std::unique_ptr<boost::asio::steady_timer> refresh_timer_, policy_timer_, trim_timer_;
   std::shared_ptr<secrets::Store> store_;
   std::unique_ptr<secrets::SecretRegistry> registry_;
   std::unique_ptr<secrets::SecretValue> api_token_;

@@ -11,7 +11,7 @@ import unittest
 import httpx
 
 from upstreams import (BodyReader, Download, RawClient, Sse, Upstream, fill, proxy_sidekey, wait_audit)
-from harness import wait_for
+from harness import rss_kib, wait_for
 
 SECRET = "sk-stream-PLAINTEXT-5eeeeee5"
 
@@ -35,14 +35,6 @@ rules:
 WAIT = 8
 
 EVENTS = ['{"delta":"Hel"}', '{"delta":"lo"}', '{"delta":", "}', '{"delta":"world"}', "[DONE]"]
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class StreamingTest(unittest.TestCase):

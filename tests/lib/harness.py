@@ -203,6 +203,18 @@ class Sidekey:
                 testcase.assertNotIn(p, t, "plaintext found in a response")
 
 
+def rss_kib(pid):
+    """VmRSS of a process, in KiB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
 def wait_for(predicate, timeout=10.0, interval=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline:

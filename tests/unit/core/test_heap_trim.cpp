@@ -1,0 +1,58 @@
+#include <boost/test/unit_test.hpp>
+
+#include <cstdlib>
+#include <vector>
+
+#include "core/heap_trim.hpp"
+
+using sidekey::core::HeapTrimPolicy;
+
+BOOST_AUTO_TEST_SUITE(heap_trim)
+
+BOOST_AUTO_TEST_CASE(not_due_while_connections_grow_or_stay) {
+  HeapTrimPolicy p(256);
+  for (std::int64_t n : {0, 10, 500, 1000, 1000, 900})
+    BOOST_TEST(!p.due(n), n);
+}
+
+BOOST_AUTO_TEST_CASE(due_once_after_a_large_drop) {
+  HeapTrimPolicy p(256);
+  BOOST_TEST(!p.due(1000));
+  BOOST_TEST(!p.due(501));  // more than half still open
+  BOOST_TEST(p.due(500));
+  BOOST_TEST(!p.due(500));  // the peak restarted at 500
+  BOOST_TEST(!p.due(250));  // a drop of 250 < 256
+  BOOST_TEST(p.due(0));    // 500 from the peak of 500
+}
+
+BOOST_AUTO_TEST_CASE(small_bursts_never_trim) {
+  HeapTrimPolicy p(256);
+  for (int round = 0; round < 100; ++round) {
+    BOOST_TEST(!p.due(200));
+    BOOST_TEST(!p.due(0));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_new_burst_after_a_trim_trims_again) {
+  HeapTrimPolicy p(256);
+  BOOST_TEST(!p.due(10000));
+  BOOST_TEST(p.due(3));
+  BOOST_TEST(!p.due(2000));
+  BOOST_TEST(p.due(0));
+}
+
+BOOST_AUTO_TEST_CASE(trim_heap_runs) {
+  // Freed blocks in the middle of the heap: glibc has something to give back.
+  std::vector<void*> blocks;
+  for (int i = 0; i < 2000; ++i) blocks.push_back(std::malloc(4096));
+  void* keep = std::malloc(64);  // above them, so the top of the heap cannot simply shrink
+  for (void* b : blocks) std::free(b);
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  BOOST_TEST(sidekey::core::trim_heap());
+#else
+  sidekey::core::trim_heap();  // a sanitizer's allocator stands in for glibc's: it only must not fail
+#endif
+  std::free(keep);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
