@@ -5,18 +5,21 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http.hpp>
 
+#include <optional>
+#include <unordered_map>
+#include <variant>
+
 #include "core/encoding.hpp"
 #include "core/log.hpp"
 #include "core/random.hpp"
 #include "policy/rewrite.hpp"
 #include "policy/scrubber.hpp"
-#include <unordered_map>
-#include "secrets/secret_name.hpp"
 #include "proxy/audit.hpp"
 #include "proxy/framing.hpp"
 #include "proxy/head.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/ws_scrubber.hpp"
+#include "secrets/secret_name.hpp"
 #include "secrets/secret_value.hpp"
 
 namespace sidekey::proxy {
@@ -177,11 +180,19 @@ struct RequestState {
   bool client_keep_alive = false;
 };
 
+// What a CONNECT hands over once its 200 is sent (Session::handover()): the tunnel is served after
+// the session's run() returns, once the outer request's coroutine frames (serve_one's parser and
+// relay state, ~12 KB) are gone, instead of keeping them for the life of the tunnel.
 struct Interception {
   std::shared_ptr<net::ssl::context> tls;  // the leaf for dest.host
   policy::Destination dest;
   RequestState st;  // the CONNECT's audit record: emitted when the handshake fails
 };
+struct BlindTunnel {
+  std::unique_ptr<UpstreamConnection> upstream;  // plain TCP to the vetted address
+  RequestState st;                               // the CONNECT's audit record, emitted at the end
+};
+using Handover = std::variant<std::monostate, Interception, BlindTunnel>;
 
 std::string path_only(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
 
@@ -224,14 +235,11 @@ class Session {
   net::awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
 
  public:
-  // Set when a CONNECT is to be intercepted and its 200 was sent: run() has returned, and the
-  // caller does the TLS handshake and serves the inner requests (serve_intercepted) once the
-  // outer request's frames (serve_one's parser and relay state, ~12 KB) are gone, instead of
-  // keeping them for the life of the tunnel.
-  std::optional<Interception>& interception() { return interception_; }
+  // Set when a CONNECT's 200 was sent: run() has returned, and the caller serves the tunnel.
+  Handover& handover() { return handover_; }
 
  private:
-  std::optional<Interception> interception_;
+  Handover handover_;
 
   Client& client_;
   beast::flat_buffer& buf_;
@@ -682,18 +690,29 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
                    " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
   bool sent_ok = co_await send_raw(client_, ok);
   if (!sent_ok) co_return false;
-  auto& up = std::get<UpstreamConnection::Plain>(conn->stream);
-  // Bytes the client sent after the CONNECT head (e.g. an eager ClientHello) go first.
-  if (buf_.size()) {
-    auto [ec, n] = co_await net::async_write(up, buf_.data(), tuple_awaitable);
-    st.audit.bytes_in += n;
-    buf_.consume(buf_.size());
-    if (ec) co_return false;
-  }
-  co_await tunnel(client_, up, ctx_.idle_timeout, st.audit.bytes_in, st.audit.bytes_out);
-  conn->close();
-  st.audit.emit();
+  if constexpr (std::is_same_v<Client, beast::tcp_stream>) handover_ = BlindTunnel{std::move(conn), std::move(st)};
   co_return false;
+}
+
+// A blind tunnel (Session::handover()): bytes both ways until either side closes; `buf` may hold
+// bytes the client sent right after the CONNECT head (e.g. an eager ClientHello).
+net::awaitable<void> serve_blind_tunnel(beast::tcp_stream& client, beast::flat_buffer& buf, ProxyContext& ctx, BlindTunnel t) {
+  auto& up = std::get<UpstreamConnection::Plain>(t.upstream->stream);
+  auto& audit = t.st.audit;
+  if (buf.size()) {
+    auto [ec, n] = co_await net::async_write(up, buf.data(), tuple_awaitable);
+    audit.bytes_in += n;
+    buf.consume(buf.size());
+    if (ec) {
+      t.upstream->close();
+      audit.emit();
+      co_return;
+    }
+  }
+  buf.shrink_to_fit();
+  co_await tunnel(client, up, ctx.idle_timeout, audit.bytes_in, audit.bytes_out);
+  t.upstream->close();
+  audit.emit();
 }
 
 
@@ -716,7 +735,7 @@ net::awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::
                    " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
   bool sent_ok = co_await send_raw(client_, ok);
   if (!sent_ok) co_return false;
-  interception_.emplace(Interception{std::move(tls_ctx), dest, std::move(st)});
+  handover_ = Interception{std::move(tls_ctx), dest, std::move(st)};
   co_return false;
 }
 
@@ -753,16 +772,17 @@ net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ct
   std::string client = ec ? "" : remote.address().to_string() + ":" + std::to_string(remote.port());
   std::optional<beast::tcp_stream> stream(std::in_place, std::move(socket));
   beast::flat_buffer buf;
-  std::optional<Interception> icpt;
+  Handover handover;
   {
     Session<beast::tcp_stream> session(*stream, buf, ctx, client, std::nullopt);
     co_await session.run();
-    icpt = std::move(session.interception());
+    handover = std::move(session.handover());
   }
-  if (icpt) {
+  if (auto* icpt = std::get_if<Interception>(&handover)) {
     co_await serve_intercepted(stream, buf, ctx, client, std::move(*icpt));
     co_return;
   }
+  if (auto* blind = std::get_if<BlindTunnel>(&handover)) co_await serve_blind_tunnel(*stream, buf, ctx, std::move(*blind));
   stream->socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 

@@ -596,7 +596,8 @@ rules:
             rid = dict((n.lower(), v) for n, v in headers).get("x-sidekey-request-id")
             self.assertTrue(rid)
             # Bytes inside the tunnel are the client's own: no injection, no rewriting.
-            c.send("GET /inside HTTP/1.1\r\nHost: inner.example\r\nX-Ref: {{secrets.fwd}}\r\n\r\n")
+            inner = "GET /inside HTTP/1.1\r\nHost: inner.example\r\nX-Ref: {{secrets.fwd}}\r\n\r\n"
+            c.send(inner)
             r = c.read_response()
             self.assertEqual(r.body, b"through-the-tunnel")
         req = self.up.requests[0]
@@ -609,6 +610,23 @@ rules:
         self.assertEqual(rec["decision"], "tunnel")
         self.assertEqual(rec["rule"], "tunnel-ok")
         self.assertEqual(rec["port"], self.up.port)
+        # Written when the tunnel closed, with what went through it each way.
+        self.assertEqual(rec["bytes_in"], len(inner))
+        self.assertEqual(rec["bytes_out"], len(r.raw))
+
+    def test_bytes_sent_with_the_connect_head_go_through_first(self):
+        # An eager client writes its first tunnel bytes in the same segment as the CONNECT.
+        inner = "GET /eager HTTP/1.1\r\nHost: inner.example\r\n\r\n"
+        with RawClient(self.sk.proxy_addr) as c:
+            c.send("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n%s" % (self.up.addr, self.up.addr, inner))
+            status, headers = c.read_head_only()
+            self.assertEqual(status, 200)
+            rid = dict((n.lower(), v) for n, v in headers).get("x-sidekey-request-id")
+            r = c.read_response()
+            self.assertEqual(r.body, b"through-the-tunnel")
+        self.assertEqual(self.up.requests[0].target, "/eager")
+        rec = wait_audit(self.sk, rid)
+        self.assertEqual(rec["bytes_in"], len(inner))
 
     def test_connect_denied(self):
         for authority, rule in (("blocked.example.test:443", "tunnel-no"), ("unlisted.example.test:443", None)):
