@@ -251,7 +251,9 @@ void Runtime::schedule_heap_trim() {
           trim_timer_->expires_after(std::chrono::seconds(1));
           auto [ec] = co_await trim_timer_->async_wait(net::as_tuple(net::use_awaitable));
           if (ec) co_return;
-          if (trim.due(tracker_.active.load(std::memory_order_relaxed))) core::trim_heap();
+          const auto active = tracker_.active.load(std::memory_order_relaxed);
+          const auto peak = tracker_.peak.exchange(active, std::memory_order_relaxed);
+          if (trim.due(active, peak)) log::debug("heap_trimmed", {{"connections", active}, {"released", core::trim_heap()}});
         }
       },
       net::detached);

@@ -3,6 +3,7 @@
 // freed chunks mapped (a sidecar that once held 10,000 connections would keep their RSS for
 // good); malloc_trim(0) returns them. Trimming walks and locks every arena, so it is done
 // rarely: only when the open connections have fallen well below the peak since the last trim.
+#include <algorithm>
 #include <cstdint>
 
 namespace sidekey::core {
@@ -13,10 +14,11 @@ class HeapTrimPolicy {
   // of the peak remain open.
   explicit HeapTrimPolicy(std::int64_t min_drop = 256) : min_drop_(min_drop) {}
 
-  // Called periodically with the open connections; true when a trim is due now (the peak then
-  // restarts from `active`).
-  bool due(std::int64_t active) {
-    if (active > peak_) peak_ = active;
+  // Called periodically with the open connections now and the most that were open at once since
+  // the last call (a burst may come and go between two calls); true when a trim is due now (the
+  // peak then restarts from `active`).
+  bool due(std::int64_t active, std::int64_t recent_peak = 0) {
+    peak_ = std::max({peak_, active, recent_peak});
     if (peak_ - active < min_drop_ || active > peak_ / 2) return false;
     peak_ = active;
     return true;

@@ -77,7 +77,10 @@ namespace sidekey::proxy {
 // the accept loop has already destroyed.
 net::awaitable<void> Listener::serve_one(tcp::socket socket, bool over) {
   static auto& active_gauge = metrics::registry().gauge("sidekey_active_connections");
-  tracker_.active.fetch_add(1, std::memory_order_relaxed);
+  const auto now_open = tracker_.active.fetch_add(1, std::memory_order_relaxed) + 1;
+  for (auto peak = tracker_.peak.load(std::memory_order_relaxed);
+       now_open > peak && !tracker_.peak.compare_exchange_weak(peak, now_open, std::memory_order_relaxed);) {
+  }
   active_gauge.add(1);
   try {
     if (!over) co_await handler_(std::move(socket));

@@ -17,6 +17,7 @@ namespace sidekey::proxy {
 // Shared across listeners: how many connections are open and whether we are draining.
 struct ConnectionTracker {
   std::atomic<std::int64_t> active{0};
+  std::atomic<std::int64_t> peak{0};      // most open at once since the heap-trim check took it
   std::atomic<std::int64_t> inflight{0};  // requests being served; graceful shutdown waits for these
   std::atomic<bool> draining{false};
   std::uint32_t max_connections = 10000;

@@ -31,7 +31,7 @@ import unittest
 
 import requests
 
-from harness import SIDEKEY_BIN, wait_for
+from harness import SIDEKEY_BIN, sanitizer_runtimes, wait_for
 from upstreams import Echo, Reply, TestCA, Upstream, fill, proxy_sidekey, tls_server_context
 
 TLS_HOST = "api.hygiene.test"
@@ -148,8 +148,7 @@ def setUpModule():
     sk.start()
     STATE["sk"] = sk
     try:
-        with open("/proc/%d/maps" % sk.proc.pid) as f:
-            runtimes = sorted({r for r in ("libasan", "libtsan", "libubsan") if r in f.read()})
+        runtimes = sanitizer_runtimes(sk.proc.pid)
         if runtimes:
             # A sanitizer's shadow memory makes the dump many gigabytes (more than this test can
             # read), and its allocator keeps freed memory in quarantine on purpose: the question

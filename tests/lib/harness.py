@@ -203,6 +203,15 @@ class Sidekey:
                 testcase.assertNotIn(p, t, "plaintext found in a response")
 
 
+def sanitizer_runtimes(pid):
+    """The sanitizer runtimes a running process has loaded (e.g. ["libasan"]), [] for a normal
+    build. Their allocators keep freed memory (ASan's quarantine), so memory figures and dumps
+    are questions for the normal build."""
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read()
+    return sorted({r for r in ("libasan", "libtsan", "libubsan") if r in maps})
+
+
 def rss_kib(pid):
     """VmRSS of a process, in KiB (0 when it is gone)."""
     try:

@@ -33,6 +33,15 @@ BOOST_AUTO_TEST_CASE(small_bursts_never_trim) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_burst_between_two_checks_counts) {
+  // 1,000 connections opened and closed within one check interval: only the peak saw them.
+  HeapTrimPolicy p(256);
+  BOOST_TEST(!p.due(0, 0));
+  BOOST_TEST(p.due(0, 1000));
+  BOOST_TEST(!p.due(0, 0));
+  BOOST_TEST(!p.due(100, 200));
+}
+
 BOOST_AUTO_TEST_CASE(a_new_burst_after_a_trim_trims_again) {
   HeapTrimPolicy p(256);
   BOOST_TEST(!p.due(10000));
