@@ -18,6 +18,7 @@
 #include "proxy/framing.hpp"
 #include "proxy/head.hpp"
 #include "proxy/relay.hpp"
+#include "proxy/tls_stream.hpp"
 #include "proxy/ws_scrubber.hpp"
 #include "secrets/secret_name.hpp"
 #include "secrets/secret_value.hpp"
@@ -743,10 +744,10 @@ net::awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::
 // hold the start of the ClientHello) become the TLS stream's and the inner session's.
 net::awaitable<void> serve_intercepted(std::optional<beast::tcp_stream>& tcp, beast::flat_buffer& buf, ProxyContext& ctx,
                                        const std::string& client_addr, Interception icpt) {
-  beast::ssl_stream<beast::tcp_stream> tls(std::move(*tcp), *icpt.tls);
+  TlsStream tls(std::move(*tcp), icpt.tls->native_handle());
   tcp.reset();  // a moved-from tcp_stream keeps its own state block until destroyed
   lowest(tls).expires_after(ctx.connect_timeout);
-  auto [ec, used] = co_await tls.async_handshake(net::ssl::stream_base::server, buf.data(), tuple_awaitable);
+  auto ec = co_await tls.handshake(TlsStream::Role::server, buf.data());
   buf.consume(buf.size());
   if (ec) {
     auto& audit = icpt.st.audit;
@@ -759,10 +760,10 @@ net::awaitable<void> serve_intercepted(std::optional<beast::tcp_stream>& tcp, be
   }
   const policy::Destination dest = std::move(icpt.dest);
   icpt = Interception{};  // the CONNECT's record is not needed past the handshake
-  Session<beast::ssl_stream<beast::tcp_stream>> inner(tls, buf, ctx, client_addr, dest);
+  Session<TlsStream> inner(tls, buf, ctx, client_addr, dest);
   co_await inner.run();
   lowest(tls).expires_after(std::chrono::seconds(2));
-  auto [sec] = co_await tls.async_shutdown(tuple_awaitable);
+  co_await tls.shutdown();
 }
 }  // namespace
 

@@ -189,7 +189,7 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
     if (!d.tls) {
       conn = std::make_unique<UpstreamConnection>(std::move(stream));
     } else {
-      UpstreamConnection::Tls tls_stream(std::move(stream), tls.context());
+      UpstreamConnection::Tls tls_stream(std::move(stream), tls.context().native_handle());
       SSL* ssl = tls_stream.native_handle();
       bool is_ip = IpAddress::parse(d.host).has_value();
       if (!is_ip) SSL_set_tlsext_host_name(ssl, d.host.c_str());  // no SNI for IP literals (RFC 6066)
@@ -204,7 +204,7 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
       // connection object, which outlives the SSL object it is attached to.
       authority_holder = std::make_unique<std::string>(d.authority());
       SSL_set_ex_data(ssl, UpstreamTls::authority_index(), authority_holder.get());
-      auto [hec] = co_await tls_stream.async_handshake(net::ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+      auto hec = co_await tls_stream.handshake(TlsStream::Role::client);
       if (hec) {
         if (hec == beast::error::timeout)
           co_return policy::Refusal::make(policy::code::upstream_timeout, "TLS handshake with " + d.authority() + " timed out")

@@ -19,6 +19,7 @@
 #include "policy/destination.hpp"
 #include "policy/refusal.hpp"
 #include "proxy/egress_guard.hpp"
+#include "proxy/tls_stream.hpp"
 
 namespace sidekey::proxy {
 
@@ -41,7 +42,7 @@ class UpstreamTls {
 
 struct UpstreamConnection {
   using Plain = beast::tcp_stream;
-  using Tls = beast::ssl_stream<beast::tcp_stream>;
+  using Tls = TlsStream;
   // Declared before the stream so that it outlives the SSL object that points at it.
   std::unique_ptr<std::string> authority;  // "host:port", for the new-session callback
   std::variant<Plain, Tls> stream;

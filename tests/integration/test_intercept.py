@@ -7,6 +7,7 @@ hosts, upstreams whose certificate does not verify. `allow` hosts stay blind tun
 Every upstream is a local TLS server with a certificate from a test CA of its own, stood in for
 the real name with egress.resolve and trusted through tls.upstream_ca_file."""
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness import wait_for
-from upstreams import (CleanClose, Reply, TestCA, Upstream, audit_records, cert_der, error_of, fill, free_port,
+from upstreams import (CleanClose, Download, Reply, TestCA, Upstream, audit_records, cert_der, error_of, fill, free_port,
                        metric_value, metrics_text, open_tunnel, proxy_sidekey, self_signed_cert, tls_over,
                        tls_server_context, wait_audit)
 
@@ -220,6 +221,33 @@ class InterceptTest(unittest.TestCase):
         self.assertEqual(req.method, "POST")
         self.assertEqual(req.body, body.encode())
         self.assertEqual(req.header("Authorization"), "Bearer " + SECRET)
+
+    def test_large_bodies_both_ways(self):
+        # Thousands of TLS records each way, through both of sidekey's TLS connections (the
+        # client's, terminated with the minted leaf, and the upstream's), read and written in
+        # pieces that do not line up with the records.
+        data = os.urandom(8 << 20)
+        up_path = os.path.join(self.sk.data_dir, "upload.bin")
+        with open(up_path, "wb") as f:
+            f.write(data)
+        rc, out, err = self.curl("-o", "/dev/null", "-w", "%{http_code}", "--cacert", self.sk_ca,
+                                 "https://%s/v1/files" % HOST, "-H", "Content-Type: application/octet-stream",
+                                 "--data-binary", "@" + up_path)
+        self.assertEqual((rc, out), (0, "200"), err)
+        got = self.up.requests[-1].body
+        self.assertEqual(len(got), len(data))
+        self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(data).hexdigest())
+        total = 24 << 20
+        expected = hashlib.sha256(Download.expected(total)).hexdigest()
+        for chunked in (False, True):
+            with self.subTest(chunked=chunked):
+                self.up.next(Download(total, piece=50000, chunked=chunked))
+                down_path = os.path.join(self.sk.data_dir, "download.bin")
+                rc, out, err = self.curl("-o", down_path, "-w", "%{http_code}", "--cacert", self.sk_ca,
+                                         "https://%s/v1/big" % HOST)
+                self.assertEqual((rc, out), (0, "200"), err)
+                with open(down_path, "rb") as f:
+                    self.assertEqual(hashlib.sha256(f.read()).hexdigest(), expected)
 
     def test_body_references_are_substituted_inside_the_tunnel(self):
         # A rule with references: [.., body] (SPEC section 3): a JSON or form body's reference is
