@@ -193,7 +193,8 @@ struct BlindTunnel {
   std::unique_ptr<UpstreamConnection> upstream;  // plain TCP to the vetted address
   RequestState st;                               // the CONNECT's audit record, emitted at the end
 };
-using Handover = std::variant<std::monostate, Interception, BlindTunnel>;
+// On the heap: every connection's frame would otherwise carry it (~0.5 KB, twice).
+using Handover = std::unique_ptr<std::variant<Interception, BlindTunnel>>;
 
 std::string path_only(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
 
@@ -691,13 +692,13 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
                    " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
   bool sent_ok = co_await send_raw(client_, ok);
   if (!sent_ok) co_return false;
-  if constexpr (std::is_same_v<Client, beast::tcp_stream>) handover_ = BlindTunnel{std::move(conn), std::move(st)};
+  if constexpr (std::is_same_v<Client, beast::tcp_stream>) handover_ = std::make_unique<Handover::element_type>(BlindTunnel{std::move(conn), std::move(st)});
   co_return false;
 }
 
 // A blind tunnel (Session::handover()): bytes both ways until either side closes; `buf` may hold
 // bytes the client sent right after the CONNECT head (e.g. an eager ClientHello).
-net::awaitable<void> serve_blind_tunnel(beast::tcp_stream& client, beast::flat_buffer& buf, ProxyContext& ctx, BlindTunnel t) {
+net::awaitable<void> serve_blind_tunnel(beast::tcp_stream& client, beast::flat_buffer& buf, ProxyContext& ctx, BlindTunnel& t) {
   auto& up = std::get<UpstreamConnection::Plain>(t.upstream->stream);
   auto& audit = t.st.audit;
   if (buf.size()) {
@@ -736,14 +737,14 @@ net::awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::
                    " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
   bool sent_ok = co_await send_raw(client_, ok);
   if (!sent_ok) co_return false;
-  handover_ = Interception{std::move(tls_ctx), dest, std::move(st)};
+  handover_ = std::make_unique<Handover::element_type>(Interception{std::move(tls_ctx), dest, std::move(st)});
   co_return false;
 }
 
 // The TLS side of an intercepted CONNECT (Session::interception()): `tcp` and `buf` (which may
 // hold the start of the ClientHello) become the TLS stream's and the inner session's.
 net::awaitable<void> serve_intercepted(std::optional<beast::tcp_stream>& tcp, beast::flat_buffer& buf, ProxyContext& ctx,
-                                       const std::string& client_addr, Interception icpt) {
+                                       const std::string& client_addr, Interception& icpt) {
   TlsStream tls(std::move(*tcp), icpt.tls->native_handle());
   tcp.reset();  // a moved-from tcp_stream keeps its own state block until destroyed
   lowest(tls).expires_after(ctx.connect_timeout);
@@ -779,11 +780,11 @@ net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ct
     co_await session.run();
     handover = std::move(session.handover());
   }
-  if (auto* icpt = std::get_if<Interception>(&handover)) {
-    co_await serve_intercepted(stream, buf, ctx, client, std::move(*icpt));
+  if (auto* icpt = handover ? std::get_if<Interception>(handover.get()) : nullptr) {
+    co_await serve_intercepted(stream, buf, ctx, client, *icpt);
     co_return;
   }
-  if (auto* blind = std::get_if<BlindTunnel>(&handover)) co_await serve_blind_tunnel(*stream, buf, ctx, std::move(*blind));
+  if (auto* blind = handover ? std::get_if<BlindTunnel>(handover.get()) : nullptr) co_await serve_blind_tunnel(*stream, buf, ctx, *blind);
   stream->socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
