@@ -39,10 +39,13 @@ struct TlsStream::State {
   // Ciphertext OpenSSL produced and nobody sends yet. The op that sends swaps it out first, so
   // OpenSSL may append while a send is under way.
   std::string out;
-  bool sending = false;
-  beast::error_code send_error;                 // of the last send, for ops that waited on it
-  std::unique_ptr<net::steady_timer> sent;      // wakes ops waiting for another op's send (rare)
-  bool failed = false;                          // a fatal TLS error: no close_notify then
+  // One socket read and one socket write at a time: an op that needs either while the other op
+  // does it waits for that one (rare: a read that makes OpenSSL answer, a write that needs the
+  // peer's handshake records during a TLS 1.2 renegotiation) and shares its result.
+  bool receiving = false, sending = false;
+  beast::error_code receive_error, send_error;
+  std::unique_ptr<net::steady_timer> received, sent;  // wake-ups, made when first needed
+  bool failed = false;  // a fatal TLS error: no close_notify then
 
   explicit State(beast::tcp_stream&& t) : tcp(std::move(t)) {}
   ~State() {
@@ -51,7 +54,7 @@ struct TlsStream::State {
 
   std::size_t buffered() const { return in_end - in_begin; }
   void release_input_if_empty() {
-    if (in && in_begin == in_end) {
+    if (in && in_begin == in_end && !receiving) {
       in.reset();
       in_begin = in_end = in_size = 0;
     }
@@ -63,8 +66,18 @@ struct TlsStream::State {
     in_begin = in_end = 0;
   }
 
+  net::awaitable<void> wait(std::unique_ptr<net::steady_timer>& timer) {
+    if (!timer) timer = std::make_unique<net::steady_timer>(tcp.get_executor());
+    timer->expires_at(net::steady_timer::time_point::max());
+    co_await timer->async_wait(as_tuple_awaitable);
+  }
+
   // Reads more ciphertext from the socket (OpenSSL asked for more: it took all of `in`).
   net::awaitable<beast::error_code> fill() {
+    if (receiving) {  // the other op is reading: what it gets serves both
+      co_await wait(received);
+      co_return receive_error;
+    }
     if (in && in_begin == in_end && in_size < kInputBytes && streaming) in.reset();
     if (!in) set_input(streaming ? kInputBytes : kIdleInputBytes);
     if (in_begin == in_end) in_begin = in_end = 0;
@@ -74,19 +87,20 @@ struct TlsStream::State {
       in_begin = 0;
     }
     const std::size_t room = in_size - in_end;
+    receiving = true;
     auto [ec, n] = co_await tcp.async_read_some(net::buffer(in.get() + in_end, room), as_tuple_awaitable);
+    receiving = false;
     in_end += n;
     streaming = n == room;
-    if (ec == net::error::eof) co_return beast::error_code(net::ssl::error::stream_truncated);
-    co_return ec;
+    receive_error = ec == net::error::eof ? beast::error_code(net::ssl::error::stream_truncated) : ec;
+    if (received) received->cancel();
+    co_return receive_error;
   }
 
-  // Sends what OpenSSL produced; when another op is sending, waits for it to send this too.
+  // Sends what OpenSSL produced; when the other op is sending, waits for it to send this too.
   net::awaitable<beast::error_code> flush() {
     while (sending) {
-      if (!sent) sent = std::make_unique<net::steady_timer>(tcp.get_executor());
-      sent->expires_at(net::steady_timer::time_point::max());
-      co_await sent->async_wait(as_tuple_awaitable);
+      co_await wait(sent);
       if (out.empty()) co_return send_error;
     }
     if (out.empty()) co_return beast::error_code{};
@@ -105,7 +119,8 @@ struct TlsStream::State {
     co_return ec;
   }
 
-  // The error for a failed SSL call; the connection is then unusable for TLS.
+  // The error of a failed SSL call, taken from this thread's OpenSSL error queue: called right
+  // after the call, before any suspension lets another connection on this thread use the queue.
   beast::error_code ssl_error(int ssl_err) {
     failed = true;
     unsigned long e = ERR_get_error();
@@ -122,7 +137,11 @@ TlsStream::State* state_of(BIO* b) { return static_cast<TlsStream::State*>(BIO_g
 
 int bio_write(BIO* b, const char* data, int len) {
   BIO_clear_retry_flags(b);
-  state_of(b)->out.append(data, static_cast<std::size_t>(len));
+  try {
+    state_of(b)->out.append(data, static_cast<std::size_t>(len));
+  } catch (...) {  // out of memory: an error for OpenSSL, never an exception through its frames
+    return -1;
+  }
   return len;
 }
 
@@ -170,7 +189,7 @@ const BIO_METHOD* bio_method() {
 
 }  // namespace
 
-TlsStream::TlsStream(beast::tcp_stream&& tcp, SSL_CTX* ctx) : s_(std::make_unique<State>(std::move(tcp))) {
+TlsStream::TlsStream(beast::tcp_stream&& tcp, SSL_CTX* ctx) : s_(std::make_shared<State>(std::move(tcp))) {
   s_->ssl = SSL_new(ctx);
   BIO* bio = s_->ssl ? BIO_new(bio_method()) : nullptr;
   if (!bio) throw std::runtime_error("cannot create a TLS connection (out of memory?)");
@@ -188,7 +207,8 @@ beast::tcp_stream& TlsStream::next_layer() noexcept { return s_->tcp; }
 SSL* TlsStream::native_handle() noexcept { return s_->ssl; }
 
 net::awaitable<beast::error_code> TlsStream::handshake(Role role, net::const_buffer already_read) {
-  State& s = *s_;
+  const auto keep = s_;
+  State& s = *keep;
   if (role == Role::server) SSL_set_accept_state(s.ssl);
   else SSL_set_connect_state(s.ssl);
   if (already_read.size() > 0) {
@@ -200,23 +220,23 @@ net::awaitable<beast::error_code> TlsStream::handshake(Role role, net::const_buf
     ERR_clear_error();
     int r = SSL_do_handshake(s.ssl);
     int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s.ssl, r);
+    beast::error_code failure;
+    if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ) failure = s.ssl_error(err);
     // Our flight, or the alert that ends a failed handshake.
     beast::error_code fec = co_await s.flush();
+    if (failure) co_return failure;
+    if (fec) co_return fec;
     if (err == SSL_ERROR_NONE) {
       s.release_input_if_empty();
-      co_return fec;
+      co_return beast::error_code{};
     }
-    if (err == SSL_ERROR_WANT_READ && !fec) {
-      if (auto rec = co_await s.fill()) co_return rec;
-      continue;
-    }
-    if (err == SSL_ERROR_WANT_READ) co_return fec;
-    co_return s.ssl_error(err);
+    if (auto rec = co_await s.fill()) co_return rec;
   }
 }
 
 net::awaitable<beast::error_code> TlsStream::shutdown() {
-  State& s = *s_;
+  const auto keep = s_;
+  State& s = *keep;
   if (s.failed || SSL_in_init(s.ssl)) co_return beast::error_code{};
   ERR_clear_error();
   SSL_shutdown(s.ssl);
@@ -224,52 +244,64 @@ net::awaitable<beast::error_code> TlsStream::shutdown() {
   co_return co_await s.flush();
 }
 
-net::awaitable<TlsStream::Result> TlsStream::read_some(net::mutable_buffer into) {
-  State& s = *s_;
+net::awaitable<TlsStream::Result> TlsStream::read_some(std::shared_ptr<State> keep, net::mutable_buffer into) {
+  State& s = *keep;
   if (into.size() == 0) co_return Result{};
   for (;;) {
     ERR_clear_error();
     std::size_t n = 0;
     int r = SSL_read_ex(s.ssl, into.data(), into.size(), &n);
     int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(s.ssl, r);
-    // Reading may make OpenSSL answer (a KeyUpdate, an alert): sent before going on.
+    beast::error_code failure;
+    if (err == SSL_ERROR_ZERO_RETURN) failure = net::error::eof;
+    else if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ) failure = s.ssl_error(err);
+    // Reading may make OpenSSL answer (a KeyUpdate, a renegotiation, an alert): sent first.
     if (!s.out.empty())
-      if (auto fec = co_await s.flush(); fec && err == SSL_ERROR_NONE) co_return Result{fec, 0};
+      if (auto fec = co_await s.flush(); fec && !failure) failure = fec;
+    if (failure) {
+      s.release_input_if_empty();
+      co_return Result{failure, 0};
+    }
     if (err == SSL_ERROR_NONE) {
       s.release_input_if_empty();
       co_return Result{beast::error_code{}, n};
     }
-    if (err == SSL_ERROR_WANT_READ) {
-      if (auto rec = co_await s.fill()) {
-        s.release_input_if_empty();
-        co_return Result{rec, 0};
-      }
-      continue;
+    if (auto rec = co_await s.fill()) {
+      s.release_input_if_empty();
+      co_return Result{rec, 0};
     }
-    s.release_input_if_empty();
-    if (err == SSL_ERROR_ZERO_RETURN) co_return Result{beast::error_code(net::error::eof), 0};
-    co_return Result{s.ssl_error(err), 0};
   }
 }
 
-net::awaitable<TlsStream::Result> TlsStream::write_some(Pieces pieces, std::size_t count) {
-  State& s = *s_;
+net::awaitable<TlsStream::Result> TlsStream::write_some(std::shared_ptr<State> keep, Pieces pieces, std::size_t count) {
+  State& s = *keep;
   std::size_t total = 0;
-  for (std::size_t i = 0; i < count && total < kMaxWriteBytes; ++i) {
+  for (std::size_t i = 0; i < count && total < kMaxWriteBytes;) {
     ERR_clear_error();
     std::size_t n = 0;
-    std::size_t len = std::min(pieces[i].size(), kMaxWriteBytes - total);
+    const std::size_t len = std::min(pieces[i].size(), kMaxWriteBytes - total);
     int r = SSL_write_ex(s.ssl, pieces[i].data(), len, &n);
-    if (r != 1) {
-      beast::error_code ec = s.ssl_error(SSL_get_error(s.ssl, r));
-      co_await s.flush();  // an alert, if OpenSSL wrote one
-      if (total == 0) co_return Result{ec, 0};
-      break;
+    if (r == 1) {
+      total += n;
+      if (n < len) break;
+      ++i;
+      continue;
     }
-    total += n;
-    if (n < len) break;
+    int err = SSL_get_error(s.ssl, r);
+    if (err == SSL_ERROR_WANT_READ) {
+      // A TLS 1.2 renegotiation the peer started: OpenSSL needs its handshake records before it
+      // writes more. Our part of the handshake goes out, then the same write is retried.
+      if (auto fec = co_await s.flush()) co_return Result{fec, 0};
+      if (auto rec = co_await s.fill()) co_return Result{rec, 0};
+      continue;
+    }
+    beast::error_code ec = s.ssl_error(err);
+    co_await s.flush();  // an alert, if OpenSSL wrote one
+    if (total == 0) co_return Result{ec, 0};
+    break;
   }
   beast::error_code fec = co_await s.flush();
+  s.release_input_if_empty();
   co_return Result{fec, fec ? 0 : total};
 }
 

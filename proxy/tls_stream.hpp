@@ -14,6 +14,8 @@
 // net::ssl::error::stream_truncated for a TCP close without one.
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -64,7 +66,7 @@ class TlsStream {
         first = b;
         break;
       }
-    return start(read_some(first), std::forward<Token>(token));
+    return start(read_some(s_, first), std::forward<Token>(token));
   }
 
   template <class ConstBufferSequence, class Token>
@@ -73,7 +75,7 @@ class TlsStream {
     std::size_t n = 0;
     for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers) && n < pieces.size(); ++it)
       if (net::const_buffer b(*it); b.size() > 0) pieces[n++] = b;
-    return start(write_some(pieces, n), std::forward<Token>(token));
+    return start(write_some(s_, pieces, n), std::forward<Token>(token));
   }
 
   struct State;  // (public only for the BIO callbacks in tls_stream.cpp)
@@ -82,25 +84,35 @@ class TlsStream {
   // What one write_some takes from a buffer sequence (a serializer's head and body pieces).
   using Pieces = std::array<net::const_buffer, 8>;
 
-  net::awaitable<Result> read_some(net::mutable_buffer into);
-  net::awaitable<Result> write_some(Pieces pieces, std::size_t count);
+  // Each operation holds the state it works on, so that it stays valid if the stream is moved
+  // or destroyed while the operation is pending (it then fails on the closed socket).
+  static net::awaitable<Result> read_some(std::shared_ptr<State> s, net::mutable_buffer into);
+  static net::awaitable<Result> write_some(std::shared_ptr<State> s, Pieces pieces, std::size_t count);
 
-  // Runs `op` as an asynchronous operation with the completion signature Beast expects.
+  // Runs `op` as an asynchronous operation with the completion signature Beast expects. The
+  // handler's executor, cancellation slot and allocator are the operation's; the handler never
+  // runs inside this call (co_spawn posts a completion that did not suspend).
   template <class Token>
   auto start(net::awaitable<Result> op, Token&& token) {
     return net::async_initiate<Token, void(beast::error_code, std::size_t)>(
         [ex = get_executor()](auto handler, net::awaitable<Result> op) {
           auto handler_ex = net::get_associated_executor(handler, ex);
-          net::co_spawn(ex, std::move(op),
-                        net::bind_executor(handler_ex, [h = std::move(handler)](std::exception_ptr e, Result r) mutable {
-                          if (e) std::rethrow_exception(e);  // the operations do not throw
+          auto slot = net::get_associated_cancellation_slot(handler);
+          auto alloc = net::get_associated_allocator(handler);
+          net::co_spawn(
+              ex, std::move(op),
+              net::bind_cancellation_slot(
+                  slot, net::bind_allocator(alloc, net::bind_executor(handler_ex, [h = std::move(handler)](
+                                                                                       std::exception_ptr e, Result r) mutable {
+                          // Only allocation failures throw in the operations: reported as such.
+                          if (e) r = Result{beast::error_code(net::error::no_memory), 0};
                           std::move(h)(std::get<0>(r), std::get<1>(r));
-                        }));
+                        }))));
         },
         token, std::move(op));
   }
 
-  std::unique_ptr<State> s_;
+  std::shared_ptr<State> s_;
 };
 
 }  // namespace sidekey::proxy
