@@ -89,6 +89,7 @@ BOOST_AUTO_TEST_CASE(renegotiation_during_concurrent_read_and_write) {
   // TLS 1.2 server renegotiates in the middle; the write that finds OpenSSL waiting for the
   // server's handshake records must wait for them, not fail.
   Listener l;
+  const auto ep = l.endpoint();  // taken before the server thread uses the acceptor
   SSL_CTX* sctx = server_ctx(true);
   std::atomic<long> server_got{0};
   std::atomic<bool> renegotiated{false};
@@ -119,7 +120,7 @@ BOOST_AUTO_TEST_CASE(renegotiation_during_concurrent_read_and_write) {
   long sent = 0, received = 0;
   beast::error_code write_error, read_end;
   net::co_spawn(io, [&]() -> net::awaitable<void> {
-    TlsStream tls(co_await connect_to(l.endpoint()), cctx);
+    TlsStream tls(co_await connect_to(ep), cctx);
     SSL_set_tlsext_host_name(tls.native_handle(), "localhost");
     SSL_set1_host(tls.native_handle(), "localhost");
     auto hec = co_await tls.handshake(TlsStream::Role::client);
@@ -167,6 +168,7 @@ BOOST_AUTO_TEST_CASE(concurrent_failing_handshakes_report_their_own_errors) {
   // OpenSSL's error queue is per thread and every connection of a worker shares it: an error must
   // be read before the alert is sent (a suspension), not after.
   Listener tls_server, plain_server;
+  const auto tls_ep = tls_server.endpoint(), plain_ep = plain_server.endpoint();
   SSL_CTX* sctx = server_ctx(false);
   constexpr int kTls = 3;
   std::thread tls_thread([&] {
@@ -198,13 +200,13 @@ BOOST_AUTO_TEST_CASE(concurrent_failing_handshakes_report_their_own_errors) {
   beast::error_code plain_error;
   for (int i = 0; i < kTls; ++i)
     net::co_spawn(io, [&, i]() -> net::awaitable<void> {
-      TlsStream tls(co_await connect_to(tls_server.endpoint()), untrusting);
+      TlsStream tls(co_await connect_to(tls_ep), untrusting);
       SSL_set_tlsext_host_name(tls.native_handle(), "localhost");
       tls_errors[i] = co_await tls.handshake(TlsStream::Role::client);
       verify_results[i] = SSL_get_verify_result(tls.native_handle());
     }, net::detached);
   net::co_spawn(io, [&]() -> net::awaitable<void> {
-    TlsStream tls(co_await connect_to(plain_server.endpoint()), untrusting);
+    TlsStream tls(co_await connect_to(plain_ep), untrusting);
     plain_error = co_await tls.handshake(TlsStream::Role::client);
   }, net::detached);
   io.run_for(30s);
@@ -226,6 +228,7 @@ BOOST_AUTO_TEST_CASE(concurrent_failing_handshakes_report_their_own_errors) {
 BOOST_AUTO_TEST_CASE(end_of_stream_close_notify_or_truncation) {
   for (bool close_notify : {true, false}) {
     Listener l;
+    const auto ep = l.endpoint();
     SSL_CTX* sctx = server_ctx(false);
     std::thread server([&] {
       int fd = l.accept_fd();
@@ -245,7 +248,7 @@ BOOST_AUTO_TEST_CASE(end_of_stream_close_notify_or_truncation) {
     std::string echoed;
     beast::error_code end;
     net::co_spawn(io, [&]() -> net::awaitable<void> {
-      TlsStream tls(co_await connect_to(l.endpoint()), cctx);
+      TlsStream tls(co_await connect_to(ep), cctx);
       SSL_set_tlsext_host_name(tls.native_handle(), "localhost");
       SSL_set1_host(tls.native_handle(), "localhost");
       auto hec = co_await tls.handshake(TlsStream::Role::client);
