@@ -80,6 +80,29 @@ net::awaitable<beast::tcp_stream> connect_to(tcp::endpoint ep) {
   co_return t;
 }
 
+// Accepts one connection on `l` and, once the TLS handshake succeeded, runs `body` on it.
+template <class Body>
+std::thread tls_server_thread(Listener& l, SSL_CTX* ctx, Body body) {
+  return std::thread([&l, ctx, body] {
+    int fd = l.accept_fd();
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1) body(ssl);
+    SSL_free(ssl);
+    ::close(fd);
+  });
+}
+
+// A client TlsStream to `ep` that completed its handshake, verifying "localhost".
+net::awaitable<TlsStream> verified_client(tcp::endpoint ep, SSL_CTX* ctx) {
+  TlsStream tls(co_await connect_to(ep), ctx);
+  SSL_set_tlsext_host_name(tls.native_handle(), "localhost");
+  SSL_set1_host(tls.native_handle(), "localhost");
+  auto hec = co_await tls.handshake(TlsStream::Role::client);
+  BOOST_REQUIRE_MESSAGE(!hec, hec.message());
+  co_return tls;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(tls_stream)
@@ -94,37 +117,26 @@ BOOST_AUTO_TEST_CASE(renegotiation_during_concurrent_read_and_write) {
   std::atomic<long> server_got{0};
   std::atomic<bool> renegotiated{false};
   constexpr long kTotal = 400000;
-  std::thread server([&] {
-    int fd = l.accept_fd();
-    SSL* ssl = SSL_new(sctx);
-    SSL_set_fd(ssl, fd);
-    if (SSL_accept(ssl) == 1) {
-      char buf[16384];
-      while (server_got < kTotal) {
-        int n = SSL_read(ssl, buf, sizeof buf);
-        if (n <= 0) break;
-        server_got += n;
-        if (!renegotiated && server_got > 100000) {
-          renegotiated = SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1;
-          SSL_write(ssl, "x", 1);  // something for the client's reader
-        }
+  std::thread server = tls_server_thread(l, sctx, [&](SSL* ssl) {
+    char buf[16384];
+    while (server_got < kTotal) {
+      int n = SSL_read(ssl, buf, sizeof buf);
+      if (n <= 0) break;
+      server_got += n;
+      if (!renegotiated && server_got > 100000) {
+        renegotiated = SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1;
+        SSL_write(ssl, "x", 1);  // something for the client's reader
       }
-      SSL_write(ssl, "bye", 3);
-      SSL_shutdown(ssl);
     }
-    SSL_free(ssl);
-    ::close(fd);
+    SSL_write(ssl, "bye", 3);
+    SSL_shutdown(ssl);
   });
   SSL_CTX* cctx = client_ctx(true);
   net::io_context io;
   long sent = 0, received = 0;
   beast::error_code write_error, read_end;
   net::co_spawn(io, [&]() -> net::awaitable<void> {
-    TlsStream tls(co_await connect_to(ep), cctx);
-    SSL_set_tlsext_host_name(tls.native_handle(), "localhost");
-    SSL_set1_host(tls.native_handle(), "localhost");
-    auto hec = co_await tls.handshake(TlsStream::Role::client);
-    BOOST_REQUIRE_MESSAGE(!hec, hec.message());
+    TlsStream tls = co_await verified_client(ep, cctx);
     using namespace net::experimental::awaitable_operators;
     auto reader = [&]() -> net::awaitable<void> {
       char b[1000];
@@ -230,29 +242,18 @@ BOOST_AUTO_TEST_CASE(end_of_stream_close_notify_or_truncation) {
     Listener l;
     const auto ep = l.endpoint();
     SSL_CTX* sctx = server_ctx(false);
-    std::thread server([&] {
-      int fd = l.accept_fd();
-      SSL* ssl = SSL_new(sctx);
-      SSL_set_fd(ssl, fd);
-      if (SSL_accept(ssl) == 1) {
-        char buf[64];
-        int n = SSL_read(ssl, buf, sizeof buf);
-        if (n > 0) SSL_write(ssl, buf, n);  // echo
-        if (close_notify) SSL_shutdown(ssl);
-      }
-      SSL_free(ssl);
-      ::close(fd);  // without close_notify: a bare TCP close
+    std::thread server = tls_server_thread(l, sctx, [close_notify](SSL* ssl) {
+      char buf[64];
+      int n = SSL_read(ssl, buf, sizeof buf);
+      if (n > 0) SSL_write(ssl, buf, n);  // echo
+      if (close_notify) SSL_shutdown(ssl);  // else only the TCP close that follows
     });
     SSL_CTX* cctx = client_ctx(true);
     net::io_context io;
     std::string echoed;
     beast::error_code end;
     net::co_spawn(io, [&]() -> net::awaitable<void> {
-      TlsStream tls(co_await connect_to(ep), cctx);
-      SSL_set_tlsext_host_name(tls.native_handle(), "localhost");
-      SSL_set1_host(tls.native_handle(), "localhost");
-      auto hec = co_await tls.handshake(TlsStream::Role::client);
-      BOOST_REQUIRE_MESSAGE(!hec, hec.message());
+      TlsStream tls = co_await verified_client(ep, cctx);
       auto [wec, wn] = co_await net::async_write(tls, net::buffer(std::string_view("ping")), tup);
       BOOST_REQUIRE(!wec);
       char b[64];
