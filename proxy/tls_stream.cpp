@@ -199,8 +199,24 @@ TlsStream::TlsStream(beast::tcp_stream&& tcp, SSL_CTX* ctx) : s_(std::make_share
 }
 
 TlsStream::TlsStream(TlsStream&&) noexcept = default;
-TlsStream& TlsStream::operator=(TlsStream&&) noexcept = default;
-TlsStream::~TlsStream() = default;
+
+TlsStream& TlsStream::operator=(TlsStream&& other) noexcept {
+  if (this != &other) {
+    close_socket();
+    s_ = std::move(other.s_);
+  }
+  return *this;
+}
+
+TlsStream::~TlsStream() { close_socket(); }
+
+// Pending operations share the state (and with it the socket): closing ends them now, rather
+// than when the tcp_stream's timeout fires.
+void TlsStream::close_socket() noexcept {
+  if (!s_) return;
+  beast::error_code ignored;
+  s_->tcp.socket().close(ignored);
+}
 
 TlsStream::executor_type TlsStream::get_executor() noexcept { return s_->tcp.get_executor(); }
 beast::tcp_stream& TlsStream::next_layer() noexcept { return s_->tcp; }

@@ -85,7 +85,9 @@ class TlsStream {
   using Pieces = std::array<net::const_buffer, 8>;
 
   // Each operation holds the state it works on, so that it stays valid if the stream is moved
-  // or destroyed while the operation is pending (it then fails on the closed socket).
+  // or destroyed while the operation is pending (destroying the stream closes the socket: the
+  // operation then fails).
+  void close_socket() noexcept;
   static net::awaitable<Result> read_some(std::shared_ptr<State> s, net::mutable_buffer into);
   static net::awaitable<Result> write_some(std::shared_ptr<State> s, Pieces pieces, std::size_t count);
 

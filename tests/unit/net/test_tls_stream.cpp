@@ -277,4 +277,39 @@ BOOST_AUTO_TEST_CASE(end_of_stream_close_notify_or_truncation) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(destroying_the_stream_ends_a_pending_read) {
+  // A pending read shares the stream's state; destroying the stream must end it (there is no
+  // timeout that would) and leave nothing to touch freed memory.
+  Listener l;
+  const auto ep = l.endpoint();
+  SSL_CTX* sctx = server_ctx(false);
+  std::atomic<bool> done{false};
+  std::thread server = tls_server_thread(l, sctx, [&](SSL*) {
+    while (!done) std::this_thread::sleep_for(10ms);  // sends nothing: the read stays pending
+  });
+  SSL_CTX* cctx = client_ctx(true);
+  net::io_context io;
+  bool completed = false;
+  beast::error_code read_error;
+  net::co_spawn(io, [&]() -> net::awaitable<void> {
+    auto tls = std::make_unique<TlsStream>(co_await verified_client(ep, cctx));
+    tls->next_layer().expires_never();
+    static char b[64];
+    tls->async_read_some(net::buffer(b), [&](beast::error_code ec, std::size_t) {
+      completed = true;
+      read_error = ec;
+    });
+    net::steady_timer pause(co_await net::this_coro::executor, 50ms);
+    co_await pause.async_wait(tup);
+    tls.reset();
+  }, net::detached);
+  io.run_for(20s);
+  done = true;
+  server.join();
+  SSL_CTX_free(sctx);
+  SSL_CTX_free(cctx);
+  BOOST_TEST(completed);
+  BOOST_TEST(read_error.failed());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
