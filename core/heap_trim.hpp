@@ -11,8 +11,9 @@ namespace sidekey::core {
 class HeapTrimPolicy {
  public:
   // A trim is due when at least `min_drop` connections closed since the peak and at most half
-  // of the peak remain open.
-  explicit HeapTrimPolicy(std::int64_t min_drop = 256) : min_drop_(min_drop) {}
+  // of the peak remain open. The peak restarts at each trim, so a burst that closes across two
+  // checks is trimmed again once the rest has closed (1,000 -> 200: trim; 200 -> 0: trim).
+  explicit HeapTrimPolicy(std::int64_t min_drop = 64) : min_drop_(min_drop) {}
 
   // Called periodically with the open connections now and the most that were open at once since
   // the last call (a burst may come and go between two calls); true when a trim is due now (the

@@ -33,6 +33,16 @@ BOOST_AUTO_TEST_CASE(small_bursts_never_trim) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_burst_closing_across_two_checks_is_trimmed_at_the_end_too) {
+  HeapTrimPolicy p;  // the default drop of 64
+  BOOST_TEST(!p.due(1000));
+  BOOST_TEST(p.due(200));  // most closed at the first check
+  BOOST_TEST(p.due(0));    // the rest by the next: their memory is freed now
+  BOOST_TEST(!p.due(0));
+  BOOST_TEST(!p.due(60, 60));
+  BOOST_TEST(!p.due(0));   // a drop of 60 < 64
+}
+
 BOOST_AUTO_TEST_CASE(a_burst_between_two_checks_counts) {
   // 1,000 connections opened and closed within one check interval: only the peak saw them.
   HeapTrimPolicy p(256);
