@@ -129,7 +129,8 @@ void Runtime::start() {
       else if (*task_known < 200 || *task_known > 299)  // some agents answer 500 for an unknown task
         res = api::message_response(http::status::not_found, "Unable to find task with the provided id");
       else
-        res = secrets_api_->handle(req);
+        res = co_await net::co_spawn(
+            store_io_, [&]() -> net::awaitable<api::Response> { co_return secrets_api_->handle(req); }, net::use_awaitable);
     } else {
       res = api::message_response(http::status::not_found, "Unable to find entity with the provided path");
     }
@@ -276,6 +277,7 @@ void Runtime::shutdown(std::chrono::milliseconds deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   workers_->stop();
   workers_->join();
+  store_io_.join();
 }
 
 }  // namespace sidekey::cli

@@ -2,6 +2,7 @@
 // The composition root: builds the store, registry, listeners and workers from a Config and
 // runs them. `serve` and (later) `exec` share it.
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <memory>
 #include <string>
@@ -70,6 +71,9 @@ class Runtime {
   std::unique_ptr<certs::CertCache> cert_cache_;
   std::unique_ptr<proxy::ProxyContext> proxy_context_;
   std::unique_ptr<proxy::Workers> workers_;
+  // Runs the secrets API's requests: a store write ends in fsync (milliseconds, more on a busy
+  // disk), which on a worker would stall every proxied connection pinned to that worker.
+  boost::asio::thread_pool store_io_{1};
   std::unique_ptr<proxy::Listener> proxy_, api_, admin_;
 };
 

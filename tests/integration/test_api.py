@@ -2,12 +2,16 @@
 import base64
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+import threading
 import unittest
 
 import requests
 
-from harness import Sidekey
+from harness import SIDEKEY_BIN, Sidekey, wait_for
+from upstreams import Reply, Upstream, fill, proxy_sidekey
 
 PLAINTEXTS = ["sk-live-ALPHA-0123456789abcdef", "ghp_BRAVO_rotated_9876543210", "task-value-CHARLIE-42",
               "first-value-DELTA-77"]
@@ -251,3 +255,58 @@ class AdminTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StoreWriteOffTheWorkersTest(unittest.TestCase):
+    """A secrets API write ends in fsync, which a busy disk can make slow: it runs on a thread of
+    its own, so the proxy keeps serving on the (here only) worker while the write waits."""
+
+    POLICY = """version: 1
+default: deny
+rules:
+  - name: local
+    match: { hosts: ["127.0.0.1:@PORT@"] }
+    action: allow
+"""
+
+    def setUp(self):
+        folder = os.environ.get("SIDEKEY_TOOLS")
+        if not folder:
+            self.skipTest("SIDEKEY_TOOLS is not set (run through CTest)")
+        self.preload = os.path.join(folder, "libslow_fsync.so")
+        self.assertTrue(os.path.exists(self.preload), self.preload + " is missing: build the slow_fsync target")
+        ldd = subprocess.run(["ldd", shutil.which(SIDEKEY_BIN) or SIDEKEY_BIN], capture_output=True, text=True).stdout
+        if "libasan" in ldd or "libtsan" in ldd:
+            self.skipTest("a sanitizer runtime must come first in the library list: checked on the normal build")
+        self.tmp = tempfile.mkdtemp(prefix="sidekey-slow-fsync-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.gate = os.path.join(self.tmp, "gate")
+        self.up = Upstream(Reply(200, b"served-while-the-store-syncs")).start()
+        self.addCleanup(self.up.stop)
+        self.sk = proxy_sidekey(fill(self.POLICY, PORT=self.up.port), config={"workers": 1},
+                                env={"LD_PRELOAD": self.preload, "SIDEKEY_SLOW_FSYNC_GATE": self.gate})
+        self.sk.start()
+        self.addCleanup(self.sk.__exit__, None, None, None)
+
+    def test_proxy_serves_while_a_store_write_waits_for_the_disk(self):
+        open(self.gate, "w").close()
+        self.addCleanup(lambda: os.path.exists(self.gate) and os.remove(self.gate))
+        result = {}
+
+        def write():
+            r = requests.post(self.sk.api_url + "/ap/v1/agent/secrets", headers=self.sk.auth(), timeout=60,
+                              json={"secret_key": "slowdisk", "secret_value": "v-slow-disk-1234"})
+            result["status"] = r.status_code
+
+        t = threading.Thread(target=write)
+        t.start()
+        self.assertTrue(wait_for(lambda: os.path.exists(self.gate + ".started"), timeout=30),
+                        "the API write never reached fsync")
+        # The write is held in fsync now. A request through the proxy, on the same worker:
+        r = requests.get(self.up.url + "/during", proxies={"http": self.sk.proxy_url}, timeout=30)
+        self.assertEqual(r.status_code, 200)
+        self.assertEqual(r.text, "served-while-the-store-syncs")
+        self.assertTrue(t.is_alive(), "the write finished before the gate opened")
+        os.remove(self.gate)
+        t.join(60)
+        self.assertEqual(result.get("status"), 200)
