@@ -201,7 +201,9 @@ class MemoryAfterABurstTest(unittest.TestCase):
         # (The admin connection that asks for the metrics is counted too.)
         self.assertTrue(wait_for(lambda: metric_value(metrics_text(self.sk), "sidekey_active_connections") <= 1, timeout=15),
                         metric_value(metrics_text(self.sk), "sidekey_active_connections"))
-        # Half the growth back at least (the rest: caches, pooled upstream connections, pages
-        # glibc keeps at the top of each heap).
-        self.assertTrue(wait_for(lambda: rss_kib(pid) < base + growth / 2, timeout=15),
+        # Without the trim none of it comes back (12.8 -> 35.8 -> 35.9 MB). With it, 44-65 % of
+        # the growth did in runs alone and under a loaded machine; the rest is pooled upstream
+        # connections, Asio's recycled reactor and operation state, and pages that still hold a
+        # live allocation. A quarter is asked for.
+        self.assertTrue(wait_for(lambda: rss_kib(pid) < peak - growth / 4, timeout=15),
                         "RSS %d KiB before, %d at the peak, %d after the connections closed" % (base, peak, rss_kib(pid)))
