@@ -201,63 +201,49 @@ std::string Runtime::listening_line() const {
       .dump();
 }
 
-// Always polled: besides dir sources, the store file itself changes under a running server
-// when `sidekey secrets set/rm` writes it.
-void Runtime::schedule_source_refresh() {
-  refresh_timer_ = std::make_unique<net::steady_timer>(control_);
+// Runs `tick` on the control thread every `period` until `timer` is cancelled (shutdown).
+void Runtime::every(std::unique_ptr<net::steady_timer>& timer, std::chrono::seconds period, std::function<void()> tick) {
+  timer = std::make_unique<net::steady_timer>(control_);
   net::co_spawn(
       control_,
-      [this]() -> net::awaitable<void> {
+      [t = timer.get(), period, tick = std::move(tick)]() -> net::awaitable<void> {
         for (;;) {
-          refresh_timer_->expires_after(std::chrono::seconds(2));
-          auto [ec] = co_await refresh_timer_->async_wait(net::as_tuple(net::use_awaitable));
+          t->expires_after(period);
+          auto [ec] = co_await t->async_wait(net::as_tuple(net::use_awaitable));
           if (ec) co_return;
-          try {
-            if (registry_->refresh()) {
-              log::info("secret_sources_changed", {{"secrets", registry_->current()->size()}});
-              metrics::registry().gauge("sidekey_secrets").set(static_cast<std::int64_t>(registry_->current()->size()));
-            }
-          } catch (const std::exception& e) {
-            log::error("secret_sources_refresh_failed", {{"error", e.what()}});
-          }
+          tick();
         }
       },
       net::detached);
 }
 
+// Always polled: besides dir sources, the store file itself changes under a running server
+// when `sidekey secrets set/rm` writes it.
+void Runtime::schedule_source_refresh() {
+  every(refresh_timer_, std::chrono::seconds(2), [this] {
+    try {
+      if (registry_->refresh()) {
+        log::info("secret_sources_changed", {{"secrets", registry_->current()->size()}});
+        metrics::registry().gauge("sidekey_secrets").set(static_cast<std::int64_t>(registry_->current()->size()));
+      }
+    } catch (const std::exception& e) {
+      log::error("secret_sources_refresh_failed", {{"error", e.what()}});
+    }
+  });
+}
+
 void Runtime::schedule_policy_watch() {
-  policy_timer_ = std::make_unique<net::steady_timer>(control_);
-  net::co_spawn(
-      control_,
-      [this]() -> net::awaitable<void> {
-        for (;;) {
-          policy_timer_->expires_after(std::chrono::seconds(1));
-          auto [ec] = co_await policy_timer_->async_wait(net::as_tuple(net::use_awaitable));
-          if (ec) co_return;
-          policy_->reload_if_changed();
-        }
-      },
-      net::detached);
+  every(policy_timer_, std::chrono::seconds(1), [this] { policy_->reload_if_changed(); });
 }
 
 // On the control thread, not a worker: a trim locks each malloc arena in turn (a few ms with a
 // large heap), which a worker's allocations may briefly wait for, but no event loop stops.
 void Runtime::schedule_heap_trim() {
-  trim_timer_ = std::make_unique<net::steady_timer>(control_);
-  net::co_spawn(
-      control_,
-      [this]() -> net::awaitable<void> {
-        core::HeapTrimPolicy trim;
-        for (;;) {
-          trim_timer_->expires_after(std::chrono::seconds(1));
-          auto [ec] = co_await trim_timer_->async_wait(net::as_tuple(net::use_awaitable));
-          if (ec) co_return;
-          const auto active = tracker_.active.load(std::memory_order_relaxed);
-          const auto peak = tracker_.peak.exchange(active, std::memory_order_relaxed);
-          if (trim.due(active, peak)) log::debug("heap_trimmed", {{"connections", active}, {"released", core::trim_heap()}});
-        }
-      },
-      net::detached);
+  every(trim_timer_, std::chrono::seconds(1), [this, trim = core::HeapTrimPolicy()]() mutable {
+    const auto active = tracker_.active.load(std::memory_order_relaxed);
+    const auto peak = tracker_.peak.exchange(active, std::memory_order_relaxed);
+    if (trim.due(active, peak)) log::debug("heap_trimmed", {{"connections", active}, {"released", core::trim_heap()}});
+  });
 }
 
 void Runtime::shutdown(std::chrono::milliseconds deadline) {

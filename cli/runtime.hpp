@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -53,6 +54,7 @@ class Runtime {
   void schedule_source_refresh();
   void schedule_policy_watch();
   void schedule_heap_trim();
+  void every(std::unique_ptr<boost::asio::steady_timer>& timer, std::chrono::seconds period, std::function<void()> tick);
 
   config::Config cfg_;
   boost::asio::io_context control_;

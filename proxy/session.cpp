@@ -196,6 +196,12 @@ struct BlindTunnel {
 // On the heap: every connection's frame would otherwise carry it (~0.5 KB, twice).
 using Handover = std::unique_ptr<std::variant<Interception, BlindTunnel>>;
 
+// The answer to a CONNECT that sidekey serves (a blind tunnel or an interception).
+std::string connect_established(const RequestState& st) {
+  return std::string(st.version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
+         " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
+}
+
 std::string path_only(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
 
 template <class Client>
@@ -688,11 +694,10 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
   auto conn = std::move(std::get<ConnectResult>(connected).connection);
   if (double s = std::get<ConnectResult>(connected).connect_seconds; s > 0) observe_upstream_connect(s);
   st.audit.status = 200;
-  std::string ok = std::string(st.version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
-                   " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
-  bool sent_ok = co_await send_raw(client_, ok);
+  bool sent_ok = co_await send_raw(client_, connect_established(st));
   if (!sent_ok) co_return false;
-  if constexpr (std::is_same_v<Client, beast::tcp_stream>) handover_ = std::make_unique<Handover::element_type>(BlindTunnel{std::move(conn), std::move(st)});
+  if constexpr (std::is_same_v<Client, beast::tcp_stream>)
+    handover_ = std::make_unique<Handover::element_type>(BlindTunnel{std::move(conn), std::move(st)});
   co_return false;
 }
 
@@ -701,18 +706,15 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
 net::awaitable<void> serve_blind_tunnel(beast::tcp_stream& client, beast::flat_buffer& buf, ProxyContext& ctx, BlindTunnel& t) {
   auto& up = std::get<UpstreamConnection::Plain>(t.upstream->stream);
   auto& audit = t.st.audit;
+  beast::error_code ec;
   if (buf.size()) {
-    auto [ec, n] = co_await net::async_write(up, buf.data(), tuple_awaitable);
+    std::size_t n = 0;
+    std::tie(ec, n) = co_await net::async_write(up, buf.data(), tuple_awaitable);
     audit.bytes_in += n;
     buf.consume(buf.size());
-    if (ec) {
-      t.upstream->close();
-      audit.emit();
-      co_return;
-    }
   }
   buf.shrink_to_fit();
-  co_await tunnel(client, up, ctx.idle_timeout, audit.bytes_in, audit.bytes_out);
+  if (!ec) co_await tunnel(client, up, ctx.idle_timeout, audit.bytes_in, audit.bytes_out);
   t.upstream->close();
   audit.emit();
 }
@@ -733,15 +735,13 @@ net::awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::
     co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "cannot intercept " + dest.host +
                                                                                       ": no certificate for this host")
                                       .with_host(dest.host), false);
-  std::string ok = std::string(st.version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
-                   " 200 Connection Established\r\nX-Sidekey-Request-Id: " + st.audit.request_id + "\r\n\r\n";
-  bool sent_ok = co_await send_raw(client_, ok);
+  bool sent_ok = co_await send_raw(client_, connect_established(st));
   if (!sent_ok) co_return false;
   handover_ = std::make_unique<Handover::element_type>(Interception{std::move(tls_ctx), dest, std::move(st)});
   co_return false;
 }
 
-// The TLS side of an intercepted CONNECT (Session::interception()): `tcp` and `buf` (which may
+// The TLS side of an intercepted CONNECT (Session::handover()): `tcp` and `buf` (which may
 // hold the start of the ClientHello) become the TLS stream's and the inner session's.
 net::awaitable<void> serve_intercepted(std::optional<beast::tcp_stream>& tcp, beast::flat_buffer& buf, ProxyContext& ctx,
                                        const std::string& client_addr, Interception& icpt) {
@@ -784,7 +784,8 @@ net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ct
     co_await serve_intercepted(stream, buf, ctx, client, *icpt);
     co_return;
   }
-  if (auto* blind = handover ? std::get_if<BlindTunnel>(handover.get()) : nullptr) co_await serve_blind_tunnel(*stream, buf, ctx, *blind);
+  if (auto* blind = handover ? std::get_if<BlindTunnel>(handover.get()) : nullptr)
+    co_await serve_blind_tunnel(*stream, buf, ctx, *blind);
   stream->socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
