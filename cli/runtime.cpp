@@ -13,6 +13,7 @@
 #include "certs/trust_bundle.hpp"
 #include "cli/common.hpp"
 #include "core/files.hpp"
+#include "core/code_pages.hpp"
 #include "core/heap_trim.hpp"
 #include "core/log.hpp"
 #include "core/yaml_util.hpp"
@@ -190,6 +191,9 @@ void Runtime::start() {
   schedule_source_refresh();
   schedule_policy_watch();
   schedule_heap_trim();
+  // Startup's code (configuration, OpenSSL's initialisation, the CA bundle) is not run again.
+  auto released = core::release_code_pages();
+  log::debug("code_pages_released", {{"mappings", released.mappings}, {"kib", released.kib}});
   readiness_.set_ready();
 }
 
