@@ -3,6 +3,7 @@
 #include <boost/asio/this_coro.hpp>
 
 #include "core/encoding.hpp"
+#include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "proxy/relay.hpp"
 #include "secrets/secret_name.hpp"
@@ -50,7 +51,7 @@ template <class Stream>
 net::awaitable<bool> answer(Stream& s, http::status status, std::string_view message, unsigned version, bool keep) {
   http::response<http::string_body> res{status, version};
   res.set(http::field::content_type, "application/json");
-  res.body() = nlohmann::json{{"message", std::string(message)}}.dump();
+  res.body() = json::text({{"message", std::string(message)}});
   res.keep_alive(keep);
   res.prepare_payload();
   auto [ec, n] = co_await http::async_write(s, res, tuple_awaitable);

@@ -5,6 +5,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "core/random.hpp"
 #include "secrets/secret_value.hpp"
@@ -16,7 +17,7 @@ namespace beast = boost::beast;
 Response json_response(http::status status, const nlohmann::json& body) {
   Response res{status, 11};
   res.set(http::field::content_type, "application/json");
-  res.body() = body.dump();
+  res.body() = json::text(body);
   return res;
 }
 

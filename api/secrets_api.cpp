@@ -6,6 +6,7 @@
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "policy/path_glob.hpp"
 #include "secrets/secret_name.hpp"
 
 namespace sidekey::api {
@@ -87,7 +88,12 @@ Response store_write_failed(const secrets::StoreError& e, std::string_view secre
 SecretsApi::SecretsApi(secrets::SecretRegistry& registry, std::function<std::string(std::string_view)> host_problem)
     : registry_(registry), host_problem_(std::move(host_problem)) {}
 
-bool SecretsApi::serves(std::string_view path) { return route(path_of(path)).has_value(); }
+// A path that names a secrets endpoint only once normalized (dot segments, escapes of unreserved
+// characters) is claimed too, and handle() answers it 404: forwarded by the gateway, it could
+// reach the agent's own server, which may normalize it, with a secret's value in the body.
+bool SecretsApi::serves(std::string_view path) {
+  return route(path_of(path)).has_value() || route(policy::normalize_path(path)).has_value();
+}
 
 std::optional<std::string> SecretsApi::task_of(std::string_view path) {
   auto r = route(path_of(path));

@@ -3,6 +3,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/files.hpp"
+#include "core/json_text.hpp"
 #include "core/yaml_util.hpp"
 #include "policy/explain.hpp"
 #include "policy/loader.hpp"
@@ -92,7 +93,7 @@ int explain(const Args& args) {
   }
   std::string method = vm["method"].as<std::string>();
   for (auto& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  std::cout << policy::explain(*p, nullptr, method, vm["url"].as<std::string>(), headers).dump(2) << "\n";
+  std::cout << json::text(policy::explain(*p, nullptr, method, vm["url"].as<std::string>(), headers), 2) << "\n";
   return 0;
 }
 

@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <unistd.h>
 
+#include "core/json_text.hpp"
+
 namespace sidekey::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::info)};
@@ -96,7 +98,7 @@ void write(Level level, std::string_view event, nlohmann::json fields) {
   line["event"] = std::string(event);
   if (fields.is_object())
     for (auto& [k, v] : fields.items()) line[k] = std::move(v);
-  write_line(STDERR_FILENO, line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  write_line(STDERR_FILENO, json::text(line));
 }
 
 void set_audit_target(const std::string& target) {

@@ -251,6 +251,12 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
     std::string copy(bytes);
     plan.written.push_back({std::move(secret), std::move(replacement), SensitiveString::take(copy)});
   };
+  std::size_t agent_composed_bytes = 0;
+  auto note_agent_written = [&](std::string secret, std::string replacement, std::string_view bytes) {
+    if (agent_composed_bytes + bytes.size() > kAgentComposedScrubBudget) return;  // its plaintexts still are
+    agent_composed_bytes += bytes.size();
+    note_written(std::move(secret), std::move(replacement), bytes);
+  };
 
   // Agent-written header values.
   for (const auto& a : agent) {
@@ -263,7 +269,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
       return refuse(code::secret_invalid, "a secret's value cannot be written into header " + h.name,
                     first_secret(a.scan));
     }
-    note_written(first_secret(a.scan), h.value, composed);
+    note_agent_written(first_secret(a.scan), h.value, composed);
     std::swap(h.value, composed);
     secrets::wipe(composed);
     add_unique(plan.injected, "header:" + h.name);
@@ -305,7 +311,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
     }
     std::string composed = replace_references(
         p.value, a->scan.references, [&](std::string_view n, std::string& out) { append_percent_encoded(out, value_of(n)); });
-    note_written(first_secret(a->scan), std::string(p.value), composed);
+    note_agent_written(first_secret(a->scan), std::string(p.value), composed);
     append_param(p.key, true, composed);
     secrets::wipe(composed);
     add_unique(plan.injected, "query:" + p.decoded_key);
@@ -346,14 +352,16 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
   plan.written = std::move(unique);
 
   if (rule->references_allowed(kBody)) {
-    const Header* cl = find_header(plan.headers, "content-length");
-    bool has_body = find_header(plan.headers, "transfer-encoding") || (cl && cl->value != "0");
+    // From the head as received: a Connection field naming Content-Length or Content-Encoding
+    // strips it from the plan (hop-by-hop), but the body still follows and still goes upstream.
+    const Header* cl = find_header(head.headers, "content-length");
+    bool has_body = find_header(head.headers, "transfer-encoding") || (cl && cl->value != "0");
     if (has_body) {
-      if (const Header* ce = find_header(plan.headers, "content-encoding"); ce && !iequals(ce->value, "identity"))
+      if (const Header* ce = find_header(head.headers, "content-encoding"); ce && !iequals(ce->value, "identity"))
         return refuse(code::bad_request, "rule '" + rule->name +
                                              "' substitutes references in bodies, which cannot be read through "
                                              "Content-Encoding " + ce->value);
-      const Header* ct = find_header(plan.headers, "content-type");
+      const Header* ct = find_header(head.headers, "content-type");
       plan.body = body_format_for(ct ? std::string_view(ct->value) : std::string_view{});
     }
   }

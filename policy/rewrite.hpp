@@ -56,6 +56,12 @@ class SecretResolver {
 // A byte string written upstream and what the response scrubber puts in its place: each
 // secret's plaintext (→ its reference) and each composed value such as a whole header value
 // (→ that value with references in place of secrets).
+// Composed values the agent wrote (a header or query value with references in it) are scrubbed
+// whole up to this many bytes per request in all; past that, through their secrets' plaintexts
+// (every form of each plaintext is always in `written`). A scrub set holds ~28 bytes per byte of
+// every form and is built per request: an agent must not choose its size.
+inline constexpr std::size_t kAgentComposedScrubBudget = 1024;
+
 struct WrittenValue {
   std::string secret;       // the (first) secret it holds
   std::string replacement;  // never plaintext

@@ -722,6 +722,10 @@ std::shared_ptr<const ScrubSet> ScrubSet::build(const std::vector<WrittenValue>&
 
 std::size_t ScrubSet::form_count() const noexcept { return data_->forms.size(); }
 std::size_t ScrubSet::max_pattern_length() const noexcept { return data_->max_length; }
+std::size_t ScrubSet::memory_bytes() const noexcept {
+  return sizeof(ScrubSet) + sizeof(Data) + data_->nodes.capacity() * sizeof(Node) +
+         data_->forms.capacity() * sizeof(Form) + data_->replacements.capacity();
+}
 
 Scrubber::Scrubber() : impl_(std::make_unique<Impl>(nullptr)) {}
 Scrubber::Scrubber(std::shared_ptr<const ScrubSet> set) : impl_(std::make_unique<Impl>(std::move(set))) {}

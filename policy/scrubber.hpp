@@ -107,6 +107,7 @@ class ScrubSet {
 
   std::size_t form_count() const noexcept;          // distinct forms
   std::size_t max_pattern_length() const noexcept;  // longest form
+  std::size_t memory_bytes() const noexcept;        // what it holds, for callers that cache sets
 
   struct Data;
 

@@ -47,8 +47,15 @@ inline void wipe_view(std::string_view v) {
 
 template <bool isRequest>
 void wipe_field_values(http::header<isRequest>& m) {
-  for (const auto& f : m) wipe_view(f.value());
-  if constexpr (isRequest) wipe_view(m.target());
+  for (const auto& f : m) {
+    wipe_view(f.name_string());
+    wipe_view(f.value());
+  }
+  if constexpr (isRequest) {
+    wipe_view(m.target());
+  } else if (auto reason = m.reason(); reason.data() != http::obsolete_reason(m.result()).data()) {
+    wipe_view(reason);  // the upstream's own text (an empty one reads as Beast's constant table)
+  }
 }
 
 // Clears a connection's read buffer, consumed bytes included, once it has carried a response

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "core/encoding.hpp"
+#include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "core/random.hpp"
 #include "policy/rewrite.hpp"
@@ -42,7 +43,7 @@ class ViewLookup final : public policy::SecretLookup {
 // Responses sidekey writes itself.
 
 std::string render_refusal(const policy::Refusal& r, std::string_view request_id, unsigned version, bool keep_alive) {
-  std::string body = r.to_json(request_id).dump() + "\n";
+  std::string body = json::text(r.to_json(request_id)) + "\n";
   std::string head = version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   head += std::to_string(r.status) + " " + std::string(http::obsolete_reason(static_cast<http::status>(r.status))) + "\r\n";
   head += "Content-Type: application/json\r\nX-Sidekey-Request-Id: " + std::string(request_id) + "\r\n";
@@ -150,18 +151,28 @@ class ScrubSetCache {
     for (const auto& name : plan.secrets) values.push_back(lookup.find(name)->value);
     std::string key = key_;
     auto set = policy::ScrubSet::build(plan.written);
-    if (entries_.size() >= kCapacity) entries_.clear();  // simple and bounded: sets are cheap to rebuild
+    // Bounded in entries and in bytes (simple: sets are cheap to rebuild). The key holds what the
+    // agent wrote around its references, so the agent chooses how many distinct sets there are.
+    const std::size_t cost = set->memory_bytes() + key.size();
+    if (cost > kMaxBytes / 4) return set;
+    if (entries_.size() >= kCapacity || bytes_ + cost > kMaxBytes) {
+      entries_.clear();
+      bytes_ = 0;
+    }
     entries_.emplace(std::move(key), Entry{set, std::move(values)});
+    bytes_ += cost;
     return set;
   }
 
  private:
   static constexpr std::size_t kCapacity = 256;
+  static constexpr std::size_t kMaxBytes = 4 << 20;  // per worker
   struct Entry {
     std::shared_ptr<const policy::ScrubSet> set;
     std::vector<std::shared_ptr<const secrets::SecretValue>> values;
   };
   std::unordered_map<std::string, Entry> entries_;
+  std::size_t bytes_ = 0;
   std::string key_;  // reused: a lookup allocates nothing
 };
 
@@ -525,6 +536,13 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   st.audit.upstream_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_started).count();
   auto& res = rp.get();
   st.audit.status = res.result_int();
+  if (res.result() == http::status::switching_protocols && !upgrade) {
+    // Not asked for: what follows on this connection is no longer HTTP the client expects.
+    conn->close();
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
+                                                        "the upstream switched protocols, which the request did not ask for")
+                                      .with_host(upstream_dest.host), true);
+  }
   bool switching = res.result() == http::status::switching_protocols && upgrade;
   policy::Headers res_headers;
   for (const auto& f : res) {
@@ -554,12 +572,22 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
                                                             "scrub a compressed body")
                                           .with_host(upstream_dest.host), true);
       }
+    // A field name cannot carry the reference ('{' is not a token character): a field whose
+    // name holds a form of what was written is dropped.
+    std::erase_if(res_headers, [&](policy::Header& h) {
+      if (scrubber.scrub_all(h.name) == h.name) return false;
+      secrets::wipe(h.name);
+      secrets::wipe(h.value);
+      return true;
+    });
     for (auto& h : res_headers) {
       std::string clean = scrubber.scrub_all(h.value);
       secrets::wipe(h.value);  // it may have held the plaintext
       h.value = std::move(clean);
     }
   }
+  // The reason phrase is the upstream's text too.
+  std::string reason = scrubbing ? scrubber.scrub_all(res.reason()) : std::string(res.reason());
   bool chunked_out = res.chunked();
   auto length_out = rp.content_length();
   bool header_only = header_only_response(req.method(), res.result());
@@ -584,7 +612,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   // only needed where the version's default is not what we do.
   std::string_view connection;
   if (!switching) connection = st.version == 10 ? (keep ? "keep-alive" : "") : (keep ? "" : "close");
-  OutHead down_head = render_response_head(st.version, res.result_int(), res.reason(), res_headers, down_framing, connection);
+  OutHead down_head = render_response_head(st.version, res.result_int(), reason, res_headers, down_framing, connection);
   if (scrubbing) {  // the upstream's values may have echoed a secret: wipe both copies
     for (auto& h : res_headers) secrets::wipe(h.value);
     wipe_field_values(res);

@@ -15,6 +15,7 @@ give the same requests, status codes and assertions, with no failure.
 npm packages (agent-protocol, newman) come from tests/package.json: scripts/install-test-deps.sh.
 """
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.parse
 import uuid
 
 import requests
@@ -427,6 +429,24 @@ class GatewayTest(unittest.TestCase):
         r = self.api("GET", "/openapi.yaml")
         self.assert_message(r, 404)
         self.assertEqual(len(self.agent.requests_seen()), before)
+
+    def test_secrets_paths_in_other_spellings_are_never_forwarded(self):
+        # Dot segments and escaped letters name a secrets endpoint once normalized, and the agent's
+        # server may normalize them: sidekey answers 404 rather than forward a secret's value.
+        self.agent.clear_seen()
+        u = urllib.parse.urlsplit(self.sk.api_url)
+        body = json.dumps({"secret_key": "k", "secret_value": "v-never-for-the-agent"})
+        for path in ("/ap/v1/agent/./secrets", "/ap/v1/agent/%73ecrets", "/ap/v1/agent/x/../secrets",
+                     "/ap/v1/agent/tasks/%s/%%2E/secrets" % uuid.uuid4()):
+            with self.subTest(path=path):
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT)
+                try:
+                    conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **self.sk.auth()})
+                    r = conn.getresponse()
+                    self.assertEqual(r.status, 404, r.read())
+                finally:
+                    conn.close()
+        self.assertEqual(self.agent.requests_seen(), [])
 
     def test_unknown_task_with_the_sdk_as_shipped(self):
         """agent-protocol@1.0.5 answers GET /ap/v1/agent/tasks/{unknown} with 500 {"error"}, not

@@ -44,6 +44,9 @@ rules:
     match: { hosts: ["127.0.0.1:@PORT@"], paths: ["/tlsonly/*"] }
     inject:
       headers: { X-Key: "{{secrets.tls_only}}" }
+  - name: body-refs
+    match: { hosts: ["127.0.0.1:@PORT@"], paths: ["/body/*"] }
+    references: [headers, query, body]
   - name: local
     match: { hosts: ["127.0.0.1:@PORT@"] }
     references: [headers, query]
@@ -206,6 +209,35 @@ class RefusalTest(Base):
                 r = self.get(self.up.url + "/v1/x", headers={"X-Key": value})
                 self.refused(r, 400, "bad_request")
 
+    def test_refusal_messages_with_bytes_that_are_not_utf8(self):
+        # The message quotes what the agent sent (a coding, a query key); bytes that are not UTF-8
+        # become U+FFFD in the JSON instead of ending the connection without an answer or an
+        # audit line.
+        cases = [
+            b"POST %s/body/j HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Encoding: gz\xffip\r\nContent-Length: 2\r\n\r\n{}" % self.up.url.encode(),
+            b"GET %s/v1/x?%%ff={{secrets.b%%20d}} HTTP/1.1\r\nHost: x\r\n\r\n" % self.up.url.encode(),
+        ]
+        for head in cases:
+            with self.subTest(head=head.split(b"\r\n")[0]):
+                r = self.raw(head)
+                err = self.refused(r, 400, "bad_request")
+                self.assertIn("\ufffd", err["message"])
+
+    def test_connection_field_cannot_hide_a_body_from_substitution(self):
+        # "Connection: Content-Length" strips the field (hop-by-hop) but the body still follows:
+        # its reference is substituted, as without the token, never sent on literally.
+        body = b'{"a":"{{secrets.bound_here}}"}'
+        for connection in ("close, Content-Length", "Content-Type, Content-Length"):
+            with self.subTest(connection=connection):
+                r = self.raw(b"POST %s/body/j HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Connection: %s\r\nContent-Length: %d\r\n\r\n%s"
+                             % (self.up.url.encode(), connection.encode(), len(body), body))
+                self.assertEqual(r.status, 200, r.raw)
+                got = self.up.requests[-1].body
+                self.assertEqual(got, b'{"a":"%s"}' % BOUND.encode())
+                self.assertNotIn(b"{{secrets", got)
+
     # -- invariant 4: references that cannot be resolved fail closed ---------------------------
     def test_no_partial_substitution(self):
         # One reference resolves, the other does not: nothing is sent, not even the good half.
@@ -259,6 +291,9 @@ rules:
   - name: elsewhere
     match: { hosts: ["api.elsewhere.test:@PORT@"] }
     references: [headers, query]
+  - name: body-refs
+    match: { hosts: ["127.0.0.1:@PORT@"], paths: ["/body/*"] }
+    references: [headers, query, body]
   - name: local
     match: { hosts: ["127.0.0.1:@PORT@"] }
     references: [headers, query]

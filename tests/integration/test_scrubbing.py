@@ -203,6 +203,11 @@ def lab(req):
                    ("Location", "https://cb.example/cb?token=%s&w=%s" % (urllib.parse.quote(secret, safe=""),
                                                                           urllib.parse.quote(weird, safe="")))]
         return Reply(200, b"ok", headers=headers)
+    if path == "/r/status-line":
+        # The secret in the reason phrase, and in a field name (where no reference can stand).
+        secret, weird, auth, cred = received(req)
+        return Reply(401, b"no", reason="Bad token " + auth,
+                     headers=[("X-" + secret, "1"), ("X-" + b64(secret).rstrip("="), "2"), ("X-Kept", "3")])
     if path == "/r/gzip":
         ctype, body = body_for("json", req)
         return Reply(200, gzip.compress(body), headers=[("Content-Encoding", "gzip")], content_type=ctype)
@@ -423,6 +428,19 @@ class ScrubCases:
         loc = urllib.parse.parse_qs(urllib.parse.urlsplit(r.header("Location")).query)
         self.assertEqual(loc["token"], [REF_S])
         self.assertEqual(loc["w"], [REF_W])
+        self.assertGreater(self.audit_of(r)["scrubbed"], 0)
+
+    def test_reason_phrase_and_field_names_are_scrubbed(self):
+        r = self.request("/r/status-line")
+        self.assertEqual(r.status, 401, r)
+        self.assert_upstream_got_secrets()
+        self.assert_clean(r.raw)
+        self.assertEqual(r.reason, "Bad token Bearer " + REF_S)
+        # A field name cannot hold a reference: the fields named after the secret are dropped.
+        self.assertEqual(r.header("X-Kept"), "3", r.headers)
+        self.assertFalse([n for n, _ in r.headers if SECRET.lower() in n.lower()], r.headers)
+        self.assertEqual([n for n, _ in r.headers if n.lower().startswith("x-") and n != "X-Sidekey-Request-Id"],
+                         ["X-Kept"], r.headers)
         self.assertGreater(self.audit_of(r)["scrubbed"], 0)
 
     def test_head_response_headers_are_scrubbed(self):

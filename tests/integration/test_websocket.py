@@ -55,7 +55,7 @@ class WebSocketTest(unittest.TestCase):
 
     def setUp(self):
         self.echo = WebSocketEcho()
-        self.up = Upstream(lambda req: Reply(401, b"upgrade refused") if req.path == "/refuse" else self.echo).start()
+        self.up = Upstream(lambda req: self.route(req)).start()
         self.addCleanup(self.up.stop)
         self.tls_echo = WebSocketEcho()
         self.tls_up = Upstream(self.tls_echo, ssl_context=tls_server_context(self.leaf_cert, self.leaf_key)).start()
@@ -148,6 +148,33 @@ class WebSocketTest(unittest.TestCase):
         self.assertEqual(rec["secrets"], ["wss"])
         self.assertEqual(rec["scheme"], "https")
         self.assertEqual(rec["host"], WSS_HOST)
+
+    def route(self, req):
+        if req.path == "/refuse":
+            return Reply(401, b"upgrade refused")
+        if req.path == "/unasked":
+            def switch(req, w):  # a 101 to a request that asked for no upgrade
+                w.head(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")])
+                w.send(b"not http any more")
+                return True
+            return switch
+        return self.echo
+
+    def test_switch_the_request_did_not_ask_for_is_refused(self):
+        c = RawClient(self.sk.proxy_addr)
+        self.clients.append(c)
+        host = "127.0.0.1:%d" % self.up.port
+        c.send("GET http://%s/unasked HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, host))
+        r = c.read_response()
+        self.seen.append(r.raw.decode("latin-1"))
+        err = error_of(self, r, 502, "upstream_connect_failed")
+        self.assertIn("switched protocols", err["message"])
+        self.assertNotIn(b"not http any more", r.raw)
+        # The upstream connection is not reused: the next request opens a new one.
+        before = self.up.connections
+        c.send("GET http://%s/refuse HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, host))
+        self.assertEqual(c.read_response().status, 401)
+        self.assertEqual(self.up.connections, before + 1)
 
     def test_refused_upgrade_keeps_the_connection_usable(self):
         # An upstream that answers the upgrade with an ordinary response: the client gets it, and

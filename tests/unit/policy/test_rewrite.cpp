@@ -368,6 +368,45 @@ BOOST_AUTO_TEST_CASE(body_format_selected) {
   BOOST_TEST(!plan_of(no).body);
 }
 
+BOOST_AUTO_TEST_CASE(body_found_when_connection_names_its_framing) {
+  // Hop-by-hop stripping takes a field the Connection field names out of the plan, but the body
+  // still follows the head: substitution is decided from the head as received.
+  auto cl = run(https("body.example.com"), {"POST", "/", {{"Content-Type", "application/json"},
+                                                         {"Content-Length", "30"},
+                                                         {"Connection", "close, Content-Length, Content-Type"}}});
+  BOOST_TEST(!find_header(plan_of(cl).headers, "Content-Length"));
+  BOOST_TEST((*plan_of(cl).body == BodyFormat::json));
+  auto te = run(https("body.example.com"), {"POST", "/", {{"Transfer-Encoding", "chunked"},
+                                                         {"Connection", "Transfer-Encoding"}}});
+  BOOST_TEST(plan_of(te).body.has_value());
+  auto gz = run(https("body.example.com"), {"POST", "/", {{"Content-Length", "9"}, {"Content-Encoding", "gzip"},
+                                                         {"Connection", "Content-Encoding"}}});
+  BOOST_TEST(refusal_of(gz).code == "bad_request");
+}
+
+BOOST_AUTO_TEST_CASE(agent_composed_values_scrubbed_whole_within_a_budget) {
+  // A long value the agent composed is not expanded into the scrub set (its size would be the
+  // agent's choice); its secret's plaintext is, in every form.
+  std::string pad(kAgentComposedScrubBudget, 'a');
+  auto r = run(kLocal, {"GET", "/", {{"X-Small", "T {{secrets.local}}"}, {"X-Big", pad + "{{secrets.local}}"}}});
+  const auto& p = plan_of(r);
+  BOOST_TEST(header(p, "X-Big") == pad + "local-secret");
+  BOOST_TEST(wrote(p, "T local-secret", "T {{secrets.local}}"));
+  BOOST_TEST(wrote(p, "local-secret", "{{secrets.local}}"));
+  for (const auto& w : p.written) BOOST_TEST(w.bytes.size() <= kAgentComposedScrubBudget);
+  BOOST_TEST(p.written.size() == 2u);
+  // Many small ones: the first within the budget are kept, the total stays bounded.
+  Headers many;
+  for (int i = 0; i < 100; ++i) many.push_back({"X-" + std::to_string(i), std::to_string(i) + "-{{secrets.local}}"});
+  auto m = run(kLocal, {"GET", "/", many});
+  std::size_t composed = 0;
+  for (const auto& w : plan_of(m).written)
+    if (w.bytes.reveal() != "local-secret") composed += w.bytes.size();
+  BOOST_TEST(composed <= kAgentComposedScrubBudget);
+  BOOST_TEST(composed > kAgentComposedScrubBudget / 2);
+  BOOST_TEST(wrote(plan_of(m), "local-secret", "{{secrets.local}}"));
+}
+
 BOOST_AUTO_TEST_CASE(body_resolver_checks_binding) {
   secrets.add("b", "bv", {"body.example.com"});
   auto d = policy->decide(https("body.example.com"), "POST", "/");
