@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
@@ -38,6 +39,13 @@ std::vector<std::pair<std::string, std::string>> ref_env_from(const po::variable
     std::string var = r.substr(0, eq), name = eq == std::string::npos ? "" : r.substr(eq + 1);
     if (!valid_env_name(var) || !secrets::valid_secret_name(name))
       throw std::invalid_argument("--ref-env takes VAR=NAME (e.g. OPENAI_API_KEY=openai), got '" + r + "'");
+    // The child would get two values (which one a program reads varies), or none at all.
+    if (var.rfind("SIDEKEY_", 0) == 0)
+      throw std::invalid_argument("--ref-env cannot set " + var + ": SIDEKEY_* variables never reach the child");
+    for (const auto& [set, value] : proxy_variables(ChildEnvInputs{}))
+      if (set == var) throw std::invalid_argument("--ref-env cannot set " + var + ": sidekey sets it for the child");
+    for (const auto& [earlier, n] : refs)
+      if (earlier == var) throw std::invalid_argument("--ref-env sets " + var + " twice");
     refs.emplace_back(var, name);
   }
   return refs;
@@ -62,6 +70,13 @@ std::string find_program(const std::string& name) {
 
 // fork + execve; the child holds none of sidekey's descriptors (listeners, store lock).
 pid_t spawn(const std::string& program, const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  // Where close_range is missing (Linux < 5.9) or filtered (seccomp), every descriptor up to the
+  // limit is closed one by one: a listener left open would let the agent accept the operator's
+  // API requests, secrets in their bodies.
+  struct rlimit files{};
+  const int max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY && files.rlim_cur < (1u << 20)
+                         ? static_cast<int>(files.rlim_cur)
+                         : (1 << 20);
   std::vector<char*> cargv, cenv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
@@ -83,7 +98,8 @@ pid_t spawn(const std::string& program, const std::vector<std::string>& argv, co
   } dfl{SIG_DFL, 0, nullptr, 0};
   for (int sig = 1; sig <= 64; ++sig)
     if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
-  ::close_range(3, ~0U, 0);
+  if (::close_range(3, ~0U, 0) != 0)
+    for (int fd = 3; fd < max_fd; ++fd) ::close(fd);
   ::execve(program.c_str(), cargv.data(), cenv.data());
   _exit(127);
 }

@@ -17,7 +17,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   else if (unit == "h") factor = 3'600'000;
   else if (unit == "d") factor = 86'400'000;
   else return std::nullopt;
-  if (value > (1LL << 40)) return std::nullopt;
+  // At most 2^40 ms (about 34 years): far from overflowing, also in the nanoseconds timers count in.
+  if (value > (1LL << 40) / factor) return std::nullopt;
   return std::chrono::milliseconds(value * factor);
 }
 

@@ -1,5 +1,6 @@
 #include "core/files.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -32,17 +33,33 @@ std::optional<std::string> read_file_if_exists(const fs::path& path) {
     if (errno == ENOENT) return std::nullopt;
     fail("cannot open", path, errno);
   }
+  // Read straight into the string, which is on the heap from the start (never the inline
+  // buffer a move would leave behind) and wiped before it is outgrown: the file may be a secret
+  // (a dir source), and no copy of it is left in freed memory or on the stack.
+  struct stat st {};
+  const std::size_t hint = ::fstat(f.fd, &st) == 0 && st.st_size > 0 ? static_cast<std::size_t>(st.st_size) : 0;
   std::string out;
-  char buf[65536];
+  out.resize(std::max<std::size_t>(hint + 1, 64));  // + 1: end of file seen in the same read
+  std::size_t used = 0;
   for (;;) {
-    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (used == out.size()) {
+      std::string bigger;
+      bigger.resize(out.size() * 2);
+      std::memcpy(bigger.data(), out.data(), used);
+      ::explicit_bzero(out.data(), out.size());
+      out.swap(bigger);
+    }
+    ssize_t n = ::read(f.fd, out.data() + used, out.size() - used);
     if (n < 0) {
       if (errno == EINTR) continue;
-      fail("cannot read", path, errno);
+      int err = errno;
+      ::explicit_bzero(out.data(), out.size());
+      fail("cannot read", path, err);
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    used += static_cast<std::size_t>(n);
   }
+  out.resize(used);  // the capacity stays: whoever wipes the string wipes all of it
   return out;
 }
 

@@ -31,6 +31,17 @@ void YamlReader::fail(const YAML::Node& at, const std::string& message) const { 
 
 void YamlReader::expect_map(const YAML::Node& node, std::string_view what) const {
   if (!node.IsMap() && !node.IsNull()) fail(node, std::string(what) + " must be a mapping");
+  if (!node.IsMap()) return;
+  // yaml-cpp keeps a repeated key and lookups find the first: the second (another `rules:`
+  // block, a second `data_dir`) would be ignored without a word. Refused instead.
+  std::vector<std::string_view> seen;
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar()) continue;
+    std::string_view key = kv.first.Scalar();
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      fail(kv.first, "duplicate key '" + std::string(key) + "' in " + std::string(what));
+    seen.push_back(key);
+  }
 }
 
 void YamlReader::expect_map(const YAML::Node& node, std::string_view what,
@@ -80,10 +91,24 @@ std::int64_t YamlReader::integer(const YAML::Node& node, std::string_view what, 
   fail(node, std::string(what) + " must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
 }
 
-std::chrono::milliseconds YamlReader::duration(const YAML::Node& node, std::string_view what) const {
+namespace {
+std::string duration_text(std::chrono::milliseconds d) {
+  using namespace std::chrono;
+  auto ms = d.count();
+  if (ms % 86'400'000 == 0) return std::to_string(ms / 86'400'000) + "d";
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+}  // namespace
+
+std::chrono::milliseconds YamlReader::duration(const YAML::Node& node, std::string_view what,
+                                               std::chrono::milliseconds min, std::chrono::milliseconds max) const {
   if (node.IsScalar())
-    if (auto d = parse_duration(node.Scalar())) return *d;
-  fail(node, std::string(what) + " must be a duration such as 500ms, 10s, 5m, 24h");
+    if (auto d = parse_duration(node.Scalar()); d && *d >= min && *d <= max) return *d;
+  fail(node, std::string(what) + " must be a duration from " + duration_text(min) + " to " + duration_text(max) +
+                 ", such as 500ms, 10s, 5m, 24h");
 }
 
 std::vector<std::string> YamlReader::strings(const YAML::Node& node, std::string_view what) const {

@@ -45,7 +45,10 @@ class YamlReader {
   std::string string(const YAML::Node& node, std::string_view what) const;
   bool boolean(const YAML::Node& node, std::string_view what) const;
   std::int64_t integer(const YAML::Node& node, std::string_view what, std::int64_t min, std::int64_t max) const;
-  std::chrono::milliseconds duration(const YAML::Node& node, std::string_view what) const;
+  // A duration from `min` to `max` (both inclusive).
+  std::chrono::milliseconds duration(const YAML::Node& node, std::string_view what,
+                                     std::chrono::milliseconds min = std::chrono::milliseconds(1),
+                                     std::chrono::milliseconds max = std::chrono::hours(24 * 30)) const;
   std::vector<std::string> strings(const YAML::Node& node, std::string_view what) const;
 
   const std::string& file() const { return file_; }

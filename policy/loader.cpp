@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <optional>
-#include <set>
 
 #include "core/encoding.hpp"
 #include "secrets/secret_name.hpp"
@@ -46,17 +45,10 @@ class Loader {
  public:
   Loader(const std::string& file) : y_(file) {}
 
-  // expect_map plus a check yaml-cpp does not make: a repeated key would silently shadow the
-  // first (a second `rules:` block ignored), so it is refused.
   template <class... Allowed>
   void expect_map(const YAML::Node& node, const std::string& what, Allowed... allowed) {
     if constexpr (sizeof...(allowed) == 0) y_.expect_map(node, what);
     else y_.expect_map(node, what, {std::string_view(allowed)...});
-    if (!node.IsMap()) return;
-    std::set<std::string> seen;
-    for (const auto& kv : node)
-      if (kv.first.IsScalar() && !seen.insert(kv.first.Scalar()).second)
-        y_.fail(kv.first, "duplicate key '" + kv.first.Scalar() + "' in " + what);
   }
 
   LoadResult load(const std::string& text) {

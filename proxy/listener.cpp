@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <fcntl.h>
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -31,6 +32,8 @@ Listener::Listener(std::string name, const config::Endpoint& where, Workers& wor
   }
   tcp::endpoint ep(addr, where.port);
   acceptor_.open(ep.protocol(), ec);
+  // Not inherited by a program sidekey starts (`sidekey exec` also closes what it holds).
+  if (!ec) ::fcntl(acceptor_.native_handle(), F_SETFD, FD_CLOEXEC);
   if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(ep, ec);
   if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);

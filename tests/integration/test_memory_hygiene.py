@@ -63,6 +63,9 @@ N_CUR = "cur_" + SUFFIX
 API_OLD = token("hygApiOld")                      # stored and rotated through the API, never used
 API_NEW = token("hygApiNew")
 N_API = "api_" + SUFFIX
+DIR_GONE = token("hygDirGone")                    # a dir source's file, then removed
+DIR_OLD = token("hygDirOld")                      # a dir source's file, then rewritten...
+DIR_NEW = token("hygDirNew")                      # ...with this: current
 ENV_VALUE = token("hygEnvSource")                 # from the environment source (a sidekey of its own)
 
 POLICY = """version: 1
@@ -141,10 +144,17 @@ def setUpModule():
     up = Upstream(handler).start()
     tls_up = Upstream(handler, ssl_context=tls_server_context(cert, key)).start()
     STATE["ups"] = [up, tls_up]
+    folder = os.path.join(tmp, "dir-source")
+    os.mkdir(folder)
+    STATE["dir"] = folder
+    for name, value in (("dirgone_" + SUFFIX, DIR_GONE), ("dirrot_" + SUFFIX, DIR_OLD)):
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(value + "\n")
     sk = proxy_sidekey(fill(POLICY, PORT=up.port, TLS_HOST=TLS_HOST, SUFFIX=SUFFIX),
                        config={"egress": {"allow_private": ["127.0.0.0/8"],
                                           "resolve": {TLS_HOST + ":443": tls_up.addr}},
-                               "tls": {"upstream_ca_file": ca.cert}})
+                               "tls": {"upstream_ca_file": ca.cert},
+                               "sources": [{"dir": {"path": folder}}]})
     sk.start()
     STATE["sk"] = sk
     try:
@@ -218,6 +228,11 @@ def drive(sk, up, tls_up):
     r = requests.delete(api + "/" + ids[N_DEL], headers=sk.auth(), timeout=20)
     assert r.status_code == 204, r.text
     use("hdr", N_CUR, CURRENT_USED)
+    # The dir source: one file removed, one rewritten (read again at the next refresh).
+    os.remove(os.path.join(STATE["dir"], "dirgone_" + SUFFIX))
+    with open(os.path.join(STATE["dir"], "dirrot_" + SUFFIX + ".tmp"), "w") as f:
+        f.write(DIR_NEW + "\n")
+    os.rename(os.path.join(STATE["dir"], "dirrot_" + SUFFIX + ".tmp"), os.path.join(STATE["dir"], "dirrot_" + SUFFIX))
     r = requests.get(up.url + "/header", headers={"X-K": "{{secrets.%s}}" % N_DEL},
                      proxies={"http": sk.proxy_url}, timeout=20)
     assert r.status_code == 403, r.text
@@ -260,6 +275,8 @@ class CoreDumpTest(unittest.TestCase):
         values = {"rotated away after " + PATHS[k]: OLD[k] for k in PATHS}
         values["deleted after an injected header"] = DELETED
         values["stored and rotated through the API only"] = API_OLD
+        values["a dir source's file, removed"] = DIR_GONE
+        values["a dir source's file, rewritten"] = DIR_OLD
         self.assert_absent(values)
 
     def test_current_values_stay_in_protected_pages(self):
@@ -267,6 +284,7 @@ class CoreDumpTest(unittest.TestCase):
         values = {"current, never used (%s)" % k: NEW[k] for k in PATHS}
         values["current, used in an injected header"] = CURRENT_USED
         values["current, stored through the API only"] = API_NEW
+        values["current, from a dir source (read every refresh)"] = DIR_NEW
         self.assert_absent(values)
 
     def test_nothing_reached_the_client_or_the_log(self):

@@ -120,7 +120,16 @@ BOOST_AUTO_TEST_CASE(errors_name_line_and_column) {
   BOOST_TEST(error_of("egress:\n  allow_private: [\"10.0.0.0/33\"]\n").rfind("2:19: not a CIDR range", 0) == 0);
   BOOST_TEST(error_of("egress:\n  resolve: { \"api.openai.com\": \"127.0.0.1:1\" }\n").rfind("2:14: egress.resolve keys", 0) == 0);
   BOOST_TEST(error_of("egress:\n  resolve: { \"a.com:443\": \"localhost:1\" }\n").rfind("2:27: egress.resolve values", 0) == 0);
-  BOOST_TEST(error_of("tls: { leaf_ttl: 1s }\n").rfind("1:18: tls.leaf_ttl must be between", 0) == 0);
+  BOOST_TEST(error_of("tls: { leaf_ttl: 1s }\n").rfind("1:18: tls.leaf_ttl must be a duration from 5m to 397d", 0) == 0);
+  // Timeouts of zero (every connection closed at once) or past what a timer can hold.
+  BOOST_TEST(error_of("limits: { idle_timeout: 0 }\n").rfind("1:25: limits.idle_timeout must be a duration from 1ms to 30d", 0) == 0);
+  BOOST_TEST(error_of("limits: { idle_timeout: 10000000000 }\n").rfind("1:25: limits.idle_timeout must be a duration", 0) == 0);
+  BOOST_TEST(error_of("limits: { connect_timeout: 0ms }\n").rfind("1:28: limits.connect_timeout must be a duration", 0) == 0);
+  BOOST_TEST(error_of("limits: { request_timeout: 31d }\n").rfind("1:28: limits.request_timeout must be a duration", 0) == 0);
+  BOOST_TEST(error_of("limits: { request_timeout: 99999999999999d }\n").rfind("1:28: limits.request_timeout must be", 0) == 0);
+  // A repeated key is refused, not shadowed by the first.
+  BOOST_TEST(error_of("data_dir: ./a\ndata_dir: ./b\n") == "2:1: duplicate key 'data_dir' in configuration");
+  BOOST_TEST(error_of("api: { auth: token, auth: none }\n").rfind("1:21: duplicate key 'auth' in api", 0) == 0);
   BOOST_TEST(error_of("tls: { upstream_verify: yes please }\n").rfind("1:25: tls.upstream_verify must be true or false", 0) == 0);
   BOOST_TEST(error_of("tls: { ca_cert: a.pem }\n").rfind("1:6: tls.ca_cert and tls.ca_key must be given together", 0) == 0);
   BOOST_TEST(error_of("sources:\n  - env: {}\n    dir: {path: x}\n").rfind("2:5: each sources entry is exactly one", 0) == 0);

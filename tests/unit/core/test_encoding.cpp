@@ -55,6 +55,11 @@ BOOST_AUTO_TEST_CASE(durations) {
   BOOST_TEST(!parse_duration("-1s"));
   BOOST_TEST(!parse_duration("1 s"));
   BOOST_TEST(!parse_duration("1y"));
+  // Up to 2^40 ms; beyond, nullopt rather than a product that overflows.
+  BOOST_TEST(parse_duration("12725d")->count() == 12725LL * 86400000);
+  BOOST_TEST(!parse_duration("12726d"));
+  BOOST_TEST(!parse_duration("9223372036854775807d"));
+  BOOST_TEST(!parse_duration("10000000000"));
 }
 
 BOOST_AUTO_TEST_CASE(uuids_are_v4) {
