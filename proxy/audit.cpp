@@ -52,11 +52,17 @@ metrics::Counter& requests_counter(const std::string& rule, const std::string& d
   return c;
 }
 
+// Task secrets ("tasks/T/NAME") come and go with their tasks: one series per NAME across tasks,
+// "tasks/*/NAME", or the metrics (and this cache) would grow with every task.
 metrics::Counter& injections_counter(const std::string& secret) {
   thread_local std::unordered_map<std::string, metrics::Counter*> cache;
-  if (auto it = cache.find(secret); it != cache.end()) return *it->second;
-  auto& c = metrics::registry().counter("sidekey_injections_total", {{"secret", secret}});
-  cache.emplace(secret, &c);
+  thread_local std::string label;
+  label = secret;
+  if (secret.starts_with("tasks/"))
+    if (auto slash = secret.find('/', 6); slash != std::string::npos) label.assign("tasks/*").append(secret, slash);
+  if (auto it = cache.find(label); it != cache.end()) return *it->second;
+  auto& c = metrics::registry().counter("sidekey_injections_total", {{"secret", label}});
+  cache.emplace(label, &c);
   return c;
 }
 

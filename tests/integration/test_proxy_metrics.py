@@ -20,6 +20,8 @@ secrets:
     hosts: ["http://127.0.0.1:@PORT@"]
   other:
     hosts: ["http://127.0.0.1:@PORT@"]
+  api_key:
+    hosts: ["http://127.0.0.1:@PORT@"]
 rules:
   - name: no-admin
     match: { hosts: ["127.0.0.1:@PORT@"], paths: ["/admin/*"] }
@@ -115,6 +117,24 @@ class MetricsTest(unittest.TestCase):
                 if line.startswith("sidekey_injections_total{"):
                     self.assertRegex(line, r'^sidekey_injections_total\{secret="[a-z]+"\} \d+')
             sk.assert_never_contains(self, [SECRET, OTHER], texts)
+
+    def test_task_secrets_share_one_series_per_name(self):
+        # Task secrets come and go with tasks: a series per task would grow without bound.
+        with Upstream(Reply(200, b"fine")) as up, \
+                proxy_sidekey(fill(POLICY, PORT=up.port), secrets={"s": SECRET, "other": OTHER}) as sk:
+            tasks = ["task-%d" % i for i in range(5)]
+            for t in tasks:
+                r = requests.post(sk.api_url + "/ap/v1/agent/tasks/%s/secrets" % t, headers=sk.auth(), timeout=15,
+                                  json={"name": "api_key", "value": "v-task-PLAINTEXT-" + t})
+                self.assertEqual(r.status_code, 200, r.text)
+                ref = r.json()["value"]
+                r = requests.get(up.url + "/v1/x", headers={"X-Key": ref}, proxies={"http": sk.proxy_url}, timeout=15)
+                self.assertEqual(r.status_code, 200, r.text)
+                self.assertEqual(up.last().header("X-Key"), "v-task-PLAINTEXT-" + t)
+            self.assertTrue(wait_for(lambda: len(audit_records(sk)) >= len(tasks)))
+            text = metrics_text(sk)
+            self.assertEqual(metric_value(text, "sidekey_injections_total", secret="tasks/*/api_key"), len(tasks))
+            self.assertFalse([l for l in text.splitlines() if "task-" in l], "a series names a task")
 
     def test_connect_histogram_counts_new_connections_only(self):
         with Upstream(Reply(200, b"fine")) as up, \
