@@ -13,7 +13,7 @@ bool droppable(const MappingFacts& m) {
   if (m.perms.size() != 4 || m.perms[1] == 'w' || m.perms[3] != 'p' || m.perms[0] != 'r') return false;
   // A file: a path, not a pseudo-mapping such as [vdso], [vvar] or [stack].
   if (m.path.empty() || m.path.front() != '/') return false;
-  return m.anonymous_kib == 0;
+  return m.anonymous_kib == 0 && m.swap_kib == 0;
 }
 
 CodePagesReleased release_code_pages() {
@@ -24,12 +24,12 @@ CodePagesReleased release_code_pages() {
   struct Pending {
     unsigned long start = 0, end = 0;
     std::string perms, path;
-    std::size_t rss_kib = 0, anonymous_kib = 0;
+    std::size_t rss_kib = 0, anonymous_kib = 0, swap_kib = 0;
     bool valid = false;
   } cur;
   auto finish = [&] {
     if (!cur.valid) return;
-    if (cur.rss_kib > 0 && droppable({cur.perms, cur.path, cur.anonymous_kib})) {
+    if (cur.rss_kib > 0 && droppable({cur.perms, cur.path, cur.anonymous_kib, cur.swap_kib})) {
       void* addr = reinterpret_cast<void*>(cur.start);
       std::size_t len = cur.end - cur.start;
       if (::madvise(addr, len, MADV_DONTNEED) == 0) {
@@ -58,6 +58,7 @@ CodePagesReleased release_code_pages() {
     std::size_t kib = 0;
     if (std::sscanf(line.c_str(), "Rss: %zu kB", &kib) == 1) cur.rss_kib = kib;
     else if (std::sscanf(line.c_str(), "Anonymous: %zu kB", &kib) == 1) cur.anonymous_kib = kib;
+    else if (std::sscanf(line.c_str(), "Swap: %zu kB", &kib) == 1) cur.swap_kib = kib;
   }
   finish();
 #endif

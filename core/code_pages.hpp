@@ -6,8 +6,8 @@
 // one touched. Those pages count in RSS for the life of the process. Dropping them once the
 // process is up leaves mapped only what serving touches again: a page is mapped back, from the
 // page cache, when it is next used. Only private file mappings that are not writable and hold
-// no page of their own (no copy-on-write copy, e.g. relocated data) are dropped: their pages
-// are exactly the file's, so nothing is lost.
+// no page of their own, resident or swapped out (no copy-on-write copy, e.g. relocated data),
+// are dropped: their pages are exactly the file's, so nothing is lost.
 #include <cstddef>
 #include <string_view>
 
@@ -25,7 +25,8 @@ CodePagesReleased release_code_pages();
 struct MappingFacts {
   std::string_view perms;  // "r-xp"
   std::string_view path;   // "" for anonymous memory, "[heap]", "[vdso]", …
-  std::size_t anonymous_kib = 0;
+  std::size_t anonymous_kib = 0;  // resident pages of its own (copy-on-write copies)
+  std::size_t swap_kib = 0;       // the same, swapped out
 };
 bool droppable(const MappingFacts& m);
 

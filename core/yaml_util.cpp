@@ -1,6 +1,7 @@
 #include "core/yaml_util.hpp"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "core/duration.hpp"
 
@@ -34,13 +35,11 @@ void YamlReader::expect_map(const YAML::Node& node, std::string_view what) const
   if (!node.IsMap()) return;
   // yaml-cpp keeps a repeated key and lookups find the first: the second (another `rules:`
   // block, a second `data_dir`) would be ignored without a word. Refused instead.
-  std::vector<std::string_view> seen;
+  std::unordered_set<std::string_view> seen;
   for (const auto& kv : node) {
     if (!kv.first.IsScalar()) continue;
     std::string_view key = kv.first.Scalar();
-    if (std::find(seen.begin(), seen.end(), key) != seen.end())
-      fail(kv.first, "duplicate key '" + std::string(key) + "' in " + std::string(what));
-    seen.push_back(key);
+    if (!seen.insert(key).second) fail(kv.first, "duplicate key '" + std::string(key) + "' in " + std::string(what));
   }
 }
 

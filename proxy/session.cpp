@@ -527,6 +527,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     }
     int status = rp.get().result_int();
     if (status >= 100 && status < 200 && status != 101) {
+      if (!scrubber.empty()) wipe_field_values(rp.get());  // it may echo what was written
       fresh_parser();  // an interim response: read the next head with a fresh parser
       continue;
     }
@@ -538,6 +539,10 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   st.audit.status = res.result_int();
   if (res.result() == http::status::switching_protocols && !upgrade) {
     // Not asked for: what follows on this connection is no longer HTTP the client expects.
+    if (!scrubber.empty()) {
+      wipe_field_values(res);
+      wipe_buffer(conn->buffer);
+    }
     conn->close();
     co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
                                                         "the upstream switched protocols, which the request did not ask for")

@@ -1,5 +1,6 @@
 #include "secrets/secret_view.hpp"
 
+#include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "secrets/secret_name.hpp"
 
@@ -16,7 +17,7 @@ class Problems {
   explicit Problems(const std::set<std::string>& before) : before_(before) {}
 
   void warn(std::string_view event, nlohmann::json fields) {
-    std::string key = std::string(event) + " " + fields.dump();
+    std::string key = std::string(event) + " " + json::text(fields);  // a file name may not be UTF-8
     if (!before_.count(key)) log::warn(event, std::move(fields));
     now_.insert(std::move(key));
   }

@@ -423,6 +423,26 @@ class DirSourceUnderLoadTest(unittest.TestCase):
         self.sk.assert_never_contains(self, sorted(self.written)[:200], [r[3] for r in load.results] +
                                       [metrics_text(self.sk)])
 
+    def test_a_file_name_that_is_not_utf8_is_skipped(self):
+        # Skipped with a warning; before, the warning's JSON threw on the name, which failed the
+        # start (and, appearing later, every refresh).
+        for name in ("a", "b"):
+            self.write_file(os.path.join(self.secrets_dir, name), dir_value(name, 0))
+        with open(os.path.join(self.secrets_dir.encode(), b"bad-\xff-name"), "w") as f:
+            f.write("x\n")
+        self.start()
+        r = requests.get(self.up.url + "/one", proxies={"http": self.sk.proxy_url}, timeout=20)
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(self.up.last().header("X-A"), dir_value("a", 0))
+        self.assertTrue(wait_for(lambda: "secret_source_file_bad_name" in self.sk.logs(), timeout=10), self.sk.logs()[-2000:])
+        # A later refresh still works: a new value is picked up.
+        self.write_file(os.path.join(self.secrets_dir, "a"), dir_value("a", 1))
+        self.assertTrue(wait_for(lambda: requests.get(self.up.url + "/two", proxies={"http": self.sk.proxy_url},
+                                                      timeout=20).status_code == 200
+                                 and self.up.last().header("X-A") == dir_value("a", 1), timeout=15))
+        self.written |= {dir_value("a", 0), dir_value("a", 1), dir_value("b", 0)}
+        self.sk.assert_never_contains(self, sorted(self.written), [])
+
     def test_files_replaced_one_by_one(self):
         for name in ("a", "b"):
             self.write_file(os.path.join(self.secrets_dir, name), dir_value(name, 0))

@@ -238,3 +238,22 @@ class ComposedValuesMemoryTest(unittest.TestCase):
         self.assertTrue(got.endswith(SECRET) and "{{secrets" not in got, got[-80:])
         grown = (rss_kib(pid) - base) / 1024
         self.assertLess(grown, 48, "RSS grew by %.0f MB over %d requests" % (grown, self.N))
+
+    def test_many_distinct_small_composed_values_keep_memory_bounded(self):
+        # Each under the budget, so each is scrubbed whole, and each a new entry of the worker's
+        # cache of scrub sets (~0.35 MB each here): the cache is bounded in bytes, not only in
+        # entries (256 of these had kept 94 MB).
+        pid = self.sk.proc.pid
+        if sanitizer_runtimes(pid):
+            self.skipTest("a sanitizer's allocator keeps freed memory: checked on the normal build")
+        base = rss_kib(pid)
+        n = 300
+        with RawClient(self.sk.proxy_addr, timeout=30) as c:
+            for i in range(n):
+                value = ("%d " % i) + "\u00e9\"\\ /" * 160 + "{{secrets.s}}"
+                c.send(("GET %s/small/%d HTTP/1.1\r\nHost: x\r\nX-Small: %s\r\n\r\n" % (self.up.url, i, value)).encode())
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r.raw[:300])
+        self.assertTrue(self.up.requests[-1].header("X-Small").endswith(SECRET))
+        grown = (rss_kib(pid) - base) / 1024
+        self.assertLess(grown, 40, "RSS grew by %.0f MB over %d requests" % (grown, n))  # 94 MB without the bound, 6 with
