@@ -159,15 +159,9 @@ class IdleTimeoutTest(unittest.TestCase):
                 self.assertEqual(c.read_response().status, 200)
 
 
-if __name__ == "__main__":
-    unittest.main()
 
-
-class MemoryAfterABurstTest(unittest.TestCase):
-    """A sidecar's memory comes back after a burst of connections: glibc keeps freed heap pages
-    mapped (RSS stays at the peak) unless told to give them back, which sidekey does once the
-    open connections have fallen well below their peak."""
-    N = 1000
+class MemoryCase(unittest.TestCase):
+    """One sidekey (the inject rule above) in front of an upstream that answers 200."""
 
     def setUp(self):
         self.up = Upstream(Reply(200, b"ok")).start()
@@ -175,14 +169,28 @@ class MemoryAfterABurstTest(unittest.TestCase):
         self.sk = proxy_sidekey(fill(POLICY, PORT=self.up.port), secrets={"s": SECRET})
         self.sk.start()
         self.addCleanup(self.sk.__exit__, None, None, None)
+
+    def rss_start(self):
+        """(pid, RSS in KiB now); skips under a sanitizer, whose allocator keeps freed memory."""
+        pid = self.sk.proc.pid
+        if sanitizer_runtimes(pid):
+            self.skipTest("a sanitizer's allocator keeps freed memory: checked on the normal build")
+        return pid, rss_kib(pid)
+
+
+class MemoryAfterABurstTest(MemoryCase):
+    """A sidecar's memory comes back after a burst of connections: glibc keeps freed heap pages
+    mapped (RSS stays at the peak) unless told to give them back, which sidekey does once the
+    open connections have fallen well below their peak."""
+    N = 1000
+
+    def setUp(self):
+        super().setUp()
         self.clients = []
         self.addCleanup(lambda: [c.close() for c in self.clients])
 
     def test_rss_falls_back_after_idle_connections_close(self):
-        pid = self.sk.proc.pid
-        if sanitizer_runtimes(pid):
-            self.skipTest("a sanitizer's allocator keeps freed memory: checked on the normal build")
-        base = rss_kib(pid)
+        pid, base = self.rss_start()
         # Each connection carries a request (so it holds what a served keep-alive connection
         # holds) and a header large enough to grow its buffer, then stays open.
         pad = "p" * 6000
@@ -209,25 +217,15 @@ class MemoryAfterABurstTest(unittest.TestCase):
                         "RSS %d KiB before, %d at the peak, %d after the connections closed" % (base, peak, rss_kib(pid)))
 
 
-class ComposedValuesMemoryTest(unittest.TestCase):
+class ComposedValuesMemoryTest(MemoryCase):
     """An agent's long header values with a reference in them do not make sidekey's memory its
     choice: each composed value scrubbed whole is expanded into an automaton (~28 bytes per byte of
     every form), so past a small budget a value is scrubbed through its secret's plaintext only,
     and the per-worker cache of scrub sets is bounded in bytes. Before: 15-47 MB kept per request."""
     N = 30
 
-    def setUp(self):
-        self.up = Upstream(Reply(200, b"ok")).start()
-        self.addCleanup(self.up.stop)
-        self.sk = proxy_sidekey(fill(POLICY, PORT=self.up.port), secrets={"s": SECRET})
-        self.sk.start()
-        self.addCleanup(self.sk.__exit__, None, None, None)
-
     def test_long_composed_values_keep_memory_bounded(self):
-        pid = self.sk.proc.pid
-        if sanitizer_runtimes(pid):
-            self.skipTest("a sanitizer's allocator keeps freed memory: checked on the normal build")
-        base = rss_kib(pid)
+        pid, base = self.rss_start()
         with RawClient(self.sk.proxy_addr, timeout=30) as c:
             for i in range(self.N):
                 fill_ = ("%d a b/" % i) * (60000 // 8)
@@ -243,10 +241,7 @@ class ComposedValuesMemoryTest(unittest.TestCase):
         # Each under the budget, so each is scrubbed whole, and each a new entry of the worker's
         # cache of scrub sets (~0.35 MB each here): the cache is bounded in bytes, not only in
         # entries (256 of these had kept 94 MB).
-        pid = self.sk.proc.pid
-        if sanitizer_runtimes(pid):
-            self.skipTest("a sanitizer's allocator keeps freed memory: checked on the normal build")
-        base = rss_kib(pid)
+        pid, base = self.rss_start()
         n = 300
         with RawClient(self.sk.proxy_addr, timeout=30) as c:
             for i in range(n):
@@ -257,3 +252,7 @@ class ComposedValuesMemoryTest(unittest.TestCase):
         self.assertTrue(self.up.requests[-1].header("X-Small").endswith(SECRET))
         grown = (rss_kib(pid) - base) / 1024
         self.assertLess(grown, 40, "RSS grew by %.0f MB over %d requests" % (grown, n))  # 94 MB without the bound, 6 with
+
+
+if __name__ == "__main__":
+    unittest.main()
