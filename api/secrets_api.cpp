@@ -4,6 +4,7 @@
 #include <charconv>
 #include <system_error>
 
+#include "core/encoding.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "policy/path_glob.hpp"
@@ -89,10 +90,11 @@ SecretsApi::SecretsApi(secrets::SecretRegistry& registry, std::function<std::str
     : registry_(registry), host_problem_(std::move(host_problem)) {}
 
 // A path that names a secrets endpoint only once normalized (dot segments, escapes of unreserved
-// characters) is claimed too, and handle() answers it 404: forwarded by the gateway, it could
-// reach the agent's own server, which may normalize it, with a secret's value in the body.
+// characters, letter case: many servers route case-insensitively) is claimed too, and handle()
+// answers it 404: forwarded by the gateway, it would reach the agent's own server, which may
+// normalize it, with a secret's value in the body.
 bool SecretsApi::serves(std::string_view path) {
-  return route(path_of(path)).has_value() || route(policy::normalize_path(path)).has_value();
+  return route(path_of(path)).has_value() || route(ascii_lower(policy::normalize_path(path))).has_value();
 }
 
 std::optional<std::string> SecretsApi::task_of(std::string_view path) {

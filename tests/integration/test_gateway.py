@@ -436,7 +436,7 @@ class GatewayTest(unittest.TestCase):
         self.agent.clear_seen()
         u = urllib.parse.urlsplit(self.sk.api_url)
         body = json.dumps({"secret_key": "k", "secret_value": "v-never-for-the-agent"})
-        for path in ("/ap/v1/agent/./secrets", "/ap/v1/agent/%73ecrets", "/ap/v1/agent/x/../secrets",
+        for path in ("/ap/v1/agent/./secrets", "/ap/v1/agent/%73ecrets", "/ap/v1/agent/x/../secrets", "/AP/v1/agent/Secrets",
                      "/ap/v1/agent/tasks/%s/%%2E/secrets" % uuid.uuid4()):
             with self.subTest(path=path):
                 conn = http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT)
