@@ -537,19 +537,25 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   st.audit.upstream_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_started).count();
   auto& res = rp.get();
   st.audit.status = res.result_int();
-  if (res.result() == http::status::switching_protocols && !upgrade) {
-    // Not asked for: what follows on this connection is no longer HTTP the client expects.
+  policy::Headers res_headers;
+  // Refusing the response: on a scrubbed rule its head, the copies of its fields and what was
+  // read with it may echo what was written, and are wiped (the relay path wipes them once sent).
+  auto drop_response = [&] {
     if (!scrubber.empty()) {
       wipe_field_values(res);
+      for (auto& h : res_headers) secrets::wipe(h.value);
       wipe_buffer(conn->buffer);
     }
     conn->close();
+  };
+  if (res.result() == http::status::switching_protocols && !upgrade) {
+    // Not asked for: what follows on this connection is no longer HTTP the client expects.
+    drop_response();
     co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
                                                         "the upstream switched protocols, which the request did not ask for")
                                       .with_host(upstream_dest.host), true);
   }
   bool switching = res.result() == http::status::switching_protocols && upgrade;
-  policy::Headers res_headers;
   for (const auto& f : res) {
     if (f.name() == http::field::content_length || f.name() == http::field::transfer_encoding) continue;
     res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
@@ -559,7 +565,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   // unlabelled (and, compressed, unscrubbable).
   for (const auto& f : res)
     if (f.name() == http::field::transfer_encoding && !iequals(f.value(), "chunked")) {
-      conn->close();
+      drop_response();
       co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
                                                           "the upstream answered with a transfer coding other than chunked")
                                         .with_host(upstream_dest.host), true);
@@ -570,7 +576,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     // carry an echo of the plaintext.
     for (const auto& h : res_headers)
       if (iequals(h.name, "Content-Encoding") && !iequals(h.value, "identity")) {
-        conn->close();
+        drop_response();
         co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
                                                             "the upstream answered with a Content-Encoding other than "
                                                             "identity although identity was asked for; sidekey cannot "
