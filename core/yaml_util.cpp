@@ -92,7 +92,6 @@ std::int64_t YamlReader::integer(const YAML::Node& node, std::string_view what, 
 
 namespace {
 std::string duration_text(std::chrono::milliseconds d) {
-  using namespace std::chrono;
   auto ms = d.count();
   if (ms % 86'400'000 == 0) return std::to_string(ms / 86'400'000) + "d";
   if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
