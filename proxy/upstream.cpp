@@ -46,6 +46,10 @@ beast::tcp_stream& UpstreamConnection::tcp() {
   return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(s); }, stream);
 }
 
+UpstreamConnection::~UpstreamConnection() {
+  if (watch) watch->owner = nullptr;
+}
+
 void UpstreamConnection::close() {
   beast::error_code ec;
   if (auto* tls = std::get_if<Tls>(&stream)) {
@@ -68,12 +72,36 @@ UpstreamPool::~UpstreamPool() {
 }
 
 namespace {
-// Still usable: no EOF and no unexpected bytes waiting (a response nobody asked for).
+// Nothing to read right now: no EOF and no unexpected bytes (a response nobody asked for).
+bool nothing_to_read(tcp::socket& s) {
+  char b;
+  ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+// Still usable. A plain connection was watched while idle (watch()); a TLS one is asked (its
+// stream may hold a record the watch cannot see).
 bool still_open(UpstreamConnection& c) {
   if (c.buffer.size() != 0) return false;
-  char b;
-  ssize_t n = ::recv(c.tcp().socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  if (c.watch) return !c.watch->readable;
+  return nothing_to_read(c.tcp().socket());
+}
+
+// Queues a wait for readability on an idle plain connection: EOF or stray bytes complete it
+// while the connection is pooled, and take() skips it without a system call to ask. The wait
+// stays queued when the connection is taken: the response read then queues behind it, and Asio
+// neither tries that read speculatively (a recv that finds nothing, as the request has only
+// just gone out) nor re-arms the descriptor; the response completes both.
+void watch(const std::shared_ptr<IdleWatch>& w) {
+  w->pending = true;
+  w->owner->tcp().socket().async_wait(tcp::socket::wait_read, [w](const beast::error_code& ec) {
+    w->pending = false;
+    if (ec || !w->idle || !w->owner) return;
+    // A readiness event may be stale (bytes already read when the connection was last used):
+    // asked once, and watched again if nothing is there.
+    if (nothing_to_read(w->owner->tcp().socket())) watch(w);
+    else w->readable = true;
+  });
 }
 }  // namespace
 
@@ -87,6 +115,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view prefix) 
     idle_.erase(it);
     if (fresh && still_open(*c)) {
       c->reused = true;
+      if (c->watch) c->watch->idle = false;
       return c;
     }
     c->close();
@@ -112,6 +141,15 @@ void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milli
   if (idle_.count(c->key) >= kMaxIdlePerKey) {
     c->close();
     return;
+  }
+  if (std::holds_alternative<UpstreamConnection::Plain>(c->stream)) {
+    if (!c->watch) {
+      c->watch = std::make_shared<IdleWatch>();
+      c->watch->owner = c.get();
+    }
+    c->watch->idle = true;
+    c->watch->readable = false;
+    if (!c->watch->pending) watch(c->watch);
   }
   auto key = c->key;
   idle_.emplace(std::move(key), Idle{std::move(c), now + idle_timeout});

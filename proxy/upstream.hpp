@@ -39,6 +39,17 @@ class UpstreamTls {
   bool verify_;
 };
 
+struct UpstreamConnection;
+
+// The wait for readability queued on a plain connection while it is pooled (UpstreamPool::put),
+// shared with its handler, which may run after the connection is gone.
+struct IdleWatch {
+  UpstreamConnection* owner = nullptr;  // null once the connection is destroyed
+  bool idle = false;                    // in the pool
+  bool pending = false;                 // the wait is queued
+  bool readable = false;                // EOF or bytes nobody asked for arrived while idle
+};
+
 struct UpstreamConnection {
   using Plain = beast::tcp_stream;
   using Tls = TlsStream;
@@ -48,9 +59,13 @@ struct UpstreamConnection {
   beast::flat_buffer buffer;
   std::string key;  // pool key: destination + vetted address + TLS
   bool reused = false;
+  std::shared_ptr<IdleWatch> watch;  // plain connections that have been pooled
 
   explicit UpstreamConnection(Plain s) : stream(std::move(s)) {}
   explicit UpstreamConnection(Tls s, std::unique_ptr<std::string> a) : authority(std::move(a)), stream(std::move(s)) {}
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+  ~UpstreamConnection();
   beast::tcp_stream& tcp();
   void close();
 };

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from harness import wait_for
-from upstreams import (BodyReader, Download, Hang, RawClient, Reply, Sse, Upstream, audit_records,
+from upstreams import (BodyReader, Chunks, Download, Hang, RawClient, Reply, Sse, Upstream, audit_records,
                        error_of, fill, metric_value, metrics_text, open_tunnel, proxy_sidekey, tls_over,
                        tls_server_context, wait_audit)
 
@@ -462,6 +462,80 @@ class UpstreamResetTest(FaultBase):
         self.assertEqual(rec["error"], "upstream_connect_failed")
         self.assertEqual(srv.connections, 1, "the upload was retried on a new connection")
         self.assertIn(b"Authorization: Bearer " + SECRET.encode(), srv.received)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pooled upstream connections: what happens to an idle one is noticed before it is reused
+
+
+class PooledConnectionTest(FaultBase):
+    """An idle pooled connection is watched (a wait for readability queued on it): EOF or bytes
+    nobody asked for arriving while it is idle take it out of the pool, and the next request
+    dials anew. A reused connection's response is read behind that wait."""
+
+    def first_exchange(self, c, action):
+        self.up.next(action)
+        r = self.raw(c, "GET %s/first HTTP/1.1\r\nHost: x\r\n\r\n" % self.up.url)
+        self.assertEqual((r.status, r.body), (200, b"first"))
+
+    def second_is_fresh(self, c):
+        r = self.raw(c, "GET %s/second HTTP/1.1\r\nHost: x\r\n\r\n" % self.up.url)
+        self.assertEqual((r.status, r.body), (200, b"fine"), r.raw[:300])
+        first = [q for q in self.up.requests if q.path == "/first"][0]
+        second = [q for q in self.up.requests if q.path == "/second"][0]
+        self.assertNotEqual(second.conn_id, first.conn_id, "the spoiled pooled connection was reused")
+        self.assertIsNone(self.audit_for_path("/second")["error"])
+
+    def test_upstream_closes_an_idle_pooled_connection(self):
+        def answer_then_close(req, w):
+            Reply(200, b"first")(req, w)  # a keep-alive answer, then the upstream closes anyway
+            return False
+
+        with RawClient(self.sk.proxy_addr, timeout=GUARD) as c:
+            self.first_exchange(c, answer_then_close)
+            self.assertTrue(wait_for(lambda: self.up.closed_connections >= 1, timeout=GUARD))
+            time.sleep(0.3)  # the FIN reaches sidekey's idle connection (loopback)
+            self.second_is_fresh(c)
+
+    def test_bytes_nobody_asked_for_on_an_idle_pooled_connection(self):
+        sent = threading.Event()
+
+        def answer_then_stray(req, w):
+            Reply(200, b"first")(req, w)
+            time.sleep(0.2)
+            w.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+            sent.set()
+            return True
+
+        with RawClient(self.sk.proxy_addr, timeout=GUARD) as c:
+            self.first_exchange(c, answer_then_stray)
+            self.assertTrue(sent.wait(GUARD))
+            time.sleep(0.3)  # the stray bytes reach sidekey's idle connection (loopback)
+            self.second_is_fresh(c)
+
+    def test_many_requests_on_one_pooled_connection(self):
+        # Each response is read behind the wait queued when the connection went idle; nothing
+        # is lost or read twice over many reuses, bodies in one piece or several.
+        with RawClient(self.sk.proxy_addr, timeout=GUARD) as c:
+            for i in range(40):
+                body = ("answer %d " % i).encode() * (1 + i % 7)
+                self.up.next(Chunks([body[:3], body[3:]], chunked=bool(i % 2), delay=0.01 if i % 3 == 0 else 0))
+                r = self.raw(c, "GET %s/many/%d HTTP/1.1\r\nHost: x\r\n\r\n" % (self.up.url, i))
+                self.assertEqual((r.status, r.body), (200, body))
+        self.assertEqual(len({q.conn_id for q in self.up.requests if q.path.startswith("/many/")}), 1)
+
+    def test_reused_connection_that_never_answers_times_out(self):
+        hang = Hang()
+        self.addCleanup(hang.release.set)
+        with RawClient(self.sk.proxy_addr, timeout=GUARD) as c:
+            self.first_exchange(c, Reply(200, b"first"))
+            self.up.next(hang)
+            r = self.raw(c, "GET %s/hang HTTP/1.1\r\nHost: x\r\n\r\n" % self.up.url)
+            error_of(self, r, 504, "upstream_timeout")
+            first = [q for q in self.up.requests if q.path == "/first"][0]
+            hung = [q for q in self.up.requests if q.path == "/hang"][0]
+            self.assertEqual(hung.conn_id, first.conn_id, "the hung request did not go over the pooled connection")
+            self.second_is_fresh(c)
 
 
 # ------------------------------------------------------------------------------------------------
