@@ -114,10 +114,12 @@ void append_quoted(std::string& out, std::string_view text) {
 }
 
 void ObjectWriter::key(std::string_view k) {
-  if (!first_) out_.push_back(',');
+  // Keys are the caller's own names (see the header): written as they are.
+  char head[2] = {',', '"'};
+  out_.append(first_ ? head + 1 : head, first_ ? 1 : 2);
   first_ = false;
-  append_quoted(out_, k);
-  out_.push_back(':');
+  out_.append(k);
+  out_.append("\":", 2);
 }
 
 ObjectWriter& ObjectWriter::str(std::string_view k, std::string_view value) {

@@ -12,6 +12,8 @@ namespace sidekey::json {
 // Appends `text` as a JSON string literal (with its quotes).
 void append_quoted(std::string& out, std::string_view text);
 
+// Keys are names the code chooses ("request_id", "status"): written without escaping. Values
+// are escaped.
 class ObjectWriter {
  public:
   explicit ObjectWriter(std::string& out) : out_(out) { out_.push_back('{'); }

@@ -51,8 +51,10 @@ bool is_upgrade_request(const Headers& h) {
 }
 
 void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
-  bool upgrading = keep_upgrade && is_upgrade_request(h);
-  auto listed = connection_tokens(h);  // lower-case
+  std::vector<std::string> listed;  // lower-case
+  if (find_header(h, "connection")) listed = connection_tokens(h);
+  bool upgrading = keep_upgrade && find_header(h, "upgrade") &&
+                   std::find(listed.begin(), listed.end(), "upgrade") != listed.end();
   std::erase_if(h, [&](const Header& f) {
     if (upgrading && iequals(f.name, "upgrade")) return false;
     auto named = [&](std::string_view n) { return iequals(f.name, n); };

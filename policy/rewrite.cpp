@@ -77,7 +77,16 @@ std::variant<const secrets::SecretEntry*, Refusal> SecretResolver::resolve(std::
   };
   const secrets::SecretEntry* e = secrets_.find(name);
   if (!e || !e->value) return refuse(code::unknown_secret, "no secret named '" + std::string(name) + "'");
-  auto binding = effective_binding(policy_, *e);
+  // The policy's binding as it is, unless the secret adds hosts of its own (API allowed_hosts).
+  std::vector<HostPattern> merged;
+  const std::vector<HostPattern>* hosts = &merged;
+  if (e->allowed_hosts.empty()) {
+    const Binding* b = policy_.binding(e->binding_name.empty() ? e->name : e->binding_name);
+    if (b) hosts = &b->hosts;
+  } else {
+    merged = effective_binding(policy_, *e);
+  }
+  const std::vector<HostPattern>& binding = *hosts;
   if (binding.empty())
     return refuse(code::secret_not_bound, "secret '" + std::string(name) +
                                               "' is bound to no host (add a secrets: entry to the policy, or "
@@ -342,14 +351,21 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
     plan.secrets.push_back(name);
     note_written(name, secrets::reference_for(name), entry->value->reveal());
   }
-  std::stable_sort(plan.written.begin(), plan.written.end(),
-                   [](const WrittenValue& a, const WrittenValue& b) { return a.bytes.size() > b.bytes.size(); });
+  // (An insertion sort: stable, and a handful of values needs no buffer of its own.)
+  auto& written = plan.written;
+  for (std::size_t i = 1; i < written.size(); ++i)
+    for (std::size_t j = i; j > 0 && written[j - 1].bytes.size() < written[j].bytes.size(); --j)
+      std::swap(written[j - 1], written[j]);
   // Composed values equal to a plaintext (a template that is one reference) are kept once.
-  std::vector<WrittenValue> unique;
-  for (auto& w : plan.written)
-    if (std::none_of(unique.begin(), unique.end(), [&](const WrittenValue& u) { return u.bytes.reveal() == w.bytes.reveal(); }))
-      unique.push_back(std::move(w));
-  plan.written = std::move(unique);
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < written.size(); ++i) {
+    bool seen = std::any_of(written.begin(), written.begin() + static_cast<std::ptrdiff_t>(kept),
+                            [&](const WrittenValue& u) { return u.bytes.reveal() == written[i].bytes.reveal(); });
+    if (seen) continue;
+    if (kept != i) std::swap(written[kept], written[i]);
+    ++kept;
+  }
+  written.erase(written.begin() + static_cast<std::ptrdiff_t>(kept), written.end());
 
   if (rule->references_allowed(kBody)) {
     // From the head as received: a Connection field naming Content-Length or Content-Encoding

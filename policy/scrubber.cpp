@@ -763,14 +763,21 @@ std::size_t Scrubber::replaced() const noexcept { return impl_ ? impl_->replaced
 
 std::string Scrubber::scrub_all(std::string_view in) {
   std::string out;
+  scrub_into(in, out);
+  return out;
+}
+
+std::size_t Scrubber::scrub_into(std::string_view in, std::string& out) {
+  out.clear();
   if (!impl_ || !impl_->data) {
     out.assign(in);
-    return out;
+    return 0;
   }
   out.reserve(in.size());
   Stream st;
-  impl_->replaced += impl_->data->process(st, nullptr, in, true, out);
-  return out;
+  std::size_t n = impl_->data->process(st, nullptr, in, true, out);
+  impl_->replaced += n;
+  return n;
 }
 
 bool Scrubber::empty() const noexcept { return !impl_ || !impl_->data; }

@@ -146,6 +146,9 @@ class Scrubber {
   // Scrubs one complete string (a header value), independently of the stream in progress;
   // counts into replaced().
   std::string scrub_all(std::string_view in);
+  // The same into `out` (cleared first, its storage reused); returns the occurrences replaced,
+  // 0 when `in` holds none (then `out` is a copy of it).
+  std::size_t scrub_into(std::string_view in, std::string& out);
 
   bool empty() const noexcept;                  // no pattern: feed() copies input through
   std::size_t pattern_count() const noexcept;   // distinct forms in the automaton

@@ -364,7 +364,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   if (auto* r = std::get_if<policy::Refusal>(&rewritten)) co_return co_await refuse(st, *r, p.is_done());
   auto& plan = std::get<policy::RewritePlan>(rewritten);
   st.audit.secrets = plan.secrets;
-  st.audit.injected = plan.injected;
+  st.audit.injected = std::move(plan.injected);
   const policy::Destination& upstream_dest = decision.destination;
 
   // The first body piece is read before dialing, so that bad framing (a malformed first chunk)
@@ -585,16 +585,17 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
       }
     // A field name cannot carry the reference ('{' is not a token character): a field whose
     // name holds a form of what was written is dropped.
+    std::string clean;  // only ever holds scrubbed text
     std::erase_if(res_headers, [&](policy::Header& h) {
-      if (scrubber.scrub_all(h.name) == h.name) return false;
+      if (scrubber.scrub_into(h.name, clean) == 0) return false;
       secrets::wipe(h.name);
       secrets::wipe(h.value);
       return true;
     });
     for (auto& h : res_headers) {
-      std::string clean = scrubber.scrub_all(h.value);
-      secrets::wipe(h.value);  // it may have held the plaintext
-      h.value = std::move(clean);
+      if (scrubber.scrub_into(h.value, clean) == 0) continue;
+      secrets::wipe(h.value);  // it held the plaintext
+      h.value.swap(clean);
     }
   }
   // The reason phrase is the upstream's text too.
