@@ -113,16 +113,44 @@ void append_quoted(std::string& out, std::string_view text) {
   out.push_back('"');
 }
 
-void ObjectWriter::key(std::string_view k) {
-  // Keys are the caller's own names (see the header): written as they are.
-  char head[2] = {',', '"'};
-  out_.append(first_ ? head + 1 : head, first_ ? 1 : 2);
+// `,"key":` into buf (room for kMaxKey + 4 bytes); the bytes written. Keys are the caller's own
+// names (see the header): written as they are.
+std::size_t ObjectWriter::key_into(char* buf, std::string_view k) {
+  std::size_t n = 0;
+  if (!first_) buf[n++] = ',';
   first_ = false;
-  out_.append(k);
-  out_.append("\":", 2);
+  buf[n++] = '"';
+  std::memcpy(buf + n, k.data(), k.size());
+  n += k.size();
+  buf[n++] = '"';
+  buf[n++] = ':';
+  return n;
+}
+
+void ObjectWriter::key(std::string_view k) {
+  if (k.size() > kMaxKey) {  // not one of ours; still correct
+    out_.append(first_ ? "\"" : ",\"");
+    first_ = false;
+    out_.append(k);
+    out_.append("\":");
+    return;
+  }
+  char buf[kMaxKey + 4];
+  out_.append(buf, key_into(buf, k));
 }
 
 ObjectWriter& ObjectWriter::str(std::string_view k, std::string_view value) {
+  // The usual field, a short name and a short value that needs no escaping: one append.
+  if (char buf[kMaxKey + 4 + 96]; k.size() <= kMaxKey && value.size() + 2 <= 96 &&
+                                   verbatim_prefix(value, 0) == value.size()) {
+    std::size_t n = key_into(buf, k);
+    buf[n++] = '"';
+    std::memcpy(buf + n, value.data(), value.size());
+    n += value.size();
+    buf[n++] = '"';
+    out_.append(buf, n);
+    return *this;
+  }
   key(k);
   append_quoted(out_, value);
   return *this;
@@ -132,17 +160,22 @@ ObjectWriter& ObjectWriter::str_or_null(std::string_view k, std::string_view val
   return value.empty() ? null(k) : str(k, value);
 }
 
-ObjectWriter& ObjectWriter::num(std::string_view k, std::int64_t value) {
-  key(k);
-  append_integer(out_, value);
+template <class Integer>
+ObjectWriter& ObjectWriter::integer(std::string_view k, Integer value) {
+  if (k.size() > kMaxKey) {
+    key(k);
+    append_integer(out_, value);
+    return *this;
+  }
+  char buf[kMaxKey + 4 + 24];
+  std::size_t n = key_into(buf, k);
+  auto r = std::to_chars(buf + n, buf + sizeof buf, value);
+  out_.append(buf, r.ptr);
   return *this;
 }
 
-ObjectWriter& ObjectWriter::num(std::string_view k, std::uint64_t value) {
-  key(k);
-  append_integer(out_, value);
-  return *this;
-}
+ObjectWriter& ObjectWriter::num(std::string_view k, std::int64_t value) { return integer(k, value); }
+ObjectWriter& ObjectWriter::num(std::string_view k, std::uint64_t value) { return integer(k, value); }
 
 ObjectWriter& ObjectWriter::num(std::string_view k, double value) {
   if (!std::isfinite(value)) return null(k);

@@ -31,7 +31,11 @@ class ObjectWriter {
   void close() { out_.push_back('}'); }
 
  private:
+  static constexpr std::size_t kMaxKey = 32;
+  std::size_t key_into(char* buf, std::string_view k);
   void key(std::string_view k);
+  template <class Integer>
+  ObjectWriter& integer(std::string_view k, Integer value);
   std::string& out_;
   bool first_ = true;
 };

@@ -137,4 +137,17 @@ BOOST_AUTO_TEST_CASE(valid_utf8_passes_through_and_invalid_bytes_become_replacem
   BOOST_CHECK_NO_THROW(parse("{\"k\":" + json_quoted(all) + "}"));
 }
 
+BOOST_AUTO_TEST_CASE(long_keys_and_long_values_take_the_general_path) {
+  const std::string long_key(40, 'k'), long_value(300, 'v'), escaped = "a\"b";
+  std::string line;
+  ObjectWriter w(line);
+  w.str(long_key, "x").str("short", long_value).str("e", escaped).num(long_key + "n", std::int64_t{-7}).num("u", std::uint64_t{7}).close();
+  auto j = parse(line);
+  BOOST_TEST(j[long_key].get<std::string>() == "x");
+  BOOST_TEST(j["short"].get<std::string>() == long_value);
+  BOOST_TEST(j["e"].get<std::string>() == escaped);
+  BOOST_TEST(j[long_key + "n"].get<int>() == -7);
+  BOOST_TEST(j["u"].get<int>() == 7);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
