@@ -154,6 +154,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
 
   RewritePlan plan;
   plan.method = head.method;
+  if (rule) plan.written.reserve(2 * (rule->inject_headers.size() + rule->inject_query.size()) + 2);
   plan.headers.reserve(head.headers.size() + 2 + (rule ? rule->inject_headers.size() : 0));  // no regrowth:
   plan.headers = head.headers;  // a moved short string would leave its bytes in the freed array
   strip_hop_by_hop(plan.headers, true);

@@ -727,7 +727,7 @@ std::size_t ScrubSet::memory_bytes() const noexcept {
          data_->forms.capacity() * sizeof(Form) + data_->replacements.capacity();
 }
 
-Scrubber::Scrubber() : impl_(std::make_unique<Impl>(nullptr)) {}
+Scrubber::Scrubber() = default;  // no state: passes everything through
 Scrubber::Scrubber(std::shared_ptr<const ScrubSet> set) : impl_(std::make_unique<Impl>(std::move(set))) {}
 Scrubber::Scrubber(std::span<const ScrubPattern> patterns) : Scrubber(ScrubSet::build(patterns)) {}
 Scrubber::Scrubber(const std::vector<WrittenValue>& written) : Scrubber(ScrubSet::build(written)) {}
@@ -737,11 +737,11 @@ Scrubber::Scrubber(Scrubber&&) noexcept = default;
 Scrubber& Scrubber::operator=(Scrubber&&) noexcept = default;
 
 std::size_t Scrubber::feed(std::string_view in, std::string& out) {
-  Impl& im = *impl_;
-  if (!im.data) {
+  if (!impl_ || !impl_->data) {
     out.append(in);
     return 0;
   }
+  Impl& im = *impl_;
   std::size_t n = im.data->process(im.stream, im.carry.get(), in, false, out);
   im.data->keep_tail(im.stream, im.carry.get(), in);
   im.replaced += n;
@@ -749,8 +749,8 @@ std::size_t Scrubber::feed(std::string_view in, std::string& out) {
 }
 
 std::size_t Scrubber::finish(std::string& out) {
+  if (!impl_ || !impl_->data) return 0;
   Impl& im = *impl_;
-  if (!im.data) return 0;
   Stream& st = im.stream;
   std::size_t n = im.data->process(st, im.carry.get(), {}, true, out);
   secrets::wipe(im.carry.get(), static_cast<std::size_t>(st.carry_end - st.carry_begin));

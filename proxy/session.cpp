@@ -556,6 +556,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
                                       .with_host(upstream_dest.host), true);
   }
   bool switching = res.result() == http::status::switching_protocols && upgrade;
+  res_headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())) + 1);  // + X-Sidekey-Request-Id
   for (const auto& f : res) {
     if (f.name() == http::field::content_length || f.name() == http::field::transfer_encoding) continue;
     res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
@@ -585,7 +586,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
       }
     // A field name cannot carry the reference ('{' is not a token character): a field whose
     // name holds a form of what was written is dropped.
-    std::string clean;  // only ever holds scrubbed text
+    thread_local std::string clean;  // only ever holds scrubbed text; its storage is reused
     std::erase_if(res_headers, [&](policy::Header& h) {
       if (scrubber.scrub_into(h.name, clean) == 0) return false;
       secrets::wipe(h.name);

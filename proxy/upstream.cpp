@@ -107,38 +107,44 @@ void watch(const std::shared_ptr<IdleWatch>& w) {
 
 std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view prefix) {
   auto now = std::chrono::steady_clock::now();
-  while (true) {
-    auto it = idle_.lower_bound(prefix);
-    if (it == idle_.end() || !std::string_view(it->first).starts_with(prefix)) return nullptr;
-    auto c = std::move(it->second.c);
-    bool fresh = it->second.expires > now;
-    idle_.erase(it);
-    if (fresh && still_open(*c)) {
-      c->reused = true;
-      if (c->watch) c->watch->idle = false;
-      return c;
+  for (auto it = idle_.lower_bound(prefix); it != idle_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
+    auto& list = it->second;
+    while (!list.empty()) {
+      auto c = std::move(list.back().c);
+      bool fresh = list.back().expires > now;
+      list.pop_back();
+      if (fresh && still_open(*c)) {
+        c->reused = true;
+        if (c->watch) c->watch->idle = false;
+        return c;
+      }
+      c->close();
     }
-    c->close();
   }
+  return nullptr;
 }
 
 void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout) {
   constexpr std::size_t kMaxIdlePerKey = 64;
   auto now = std::chrono::steady_clock::now();
   // Sweep expired connections so the pool never grows without bound: once a second, not on
-  // every return (a busy worker returns a connection per request).
+  // every return (a busy worker returns a connection per request). Keys left without a
+  // connection go too (a key names a destination's vetted address).
   if (now >= next_sweep_) {
     next_sweep_ = now + std::chrono::seconds(1);
     for (auto it = idle_.begin(); it != idle_.end();) {
-      if (it->second.expires <= now) {
-        it->second.c->close();
-        it = idle_.erase(it);
-      } else {
-        ++it;
-      }
+      auto& list = it->second;
+      std::erase_if(list, [&](Idle& i) {
+        if (i.expires > now) return false;
+        i.c->close();
+        return true;
+      });
+      it = list.empty() ? idle_.erase(it) : std::next(it);
     }
   }
-  if (idle_.count(c->key) >= kMaxIdlePerKey) {
+  auto it = idle_.find(c->key);
+  if (it == idle_.end()) it = idle_.emplace(c->key, std::vector<Idle>{}).first;
+  if (it->second.size() >= kMaxIdlePerKey) {
     c->close();
     return;
   }
@@ -151,8 +157,7 @@ void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milli
     c->watch->readable = false;
     if (!c->watch->pending) watch(c->watch);
   }
-  auto key = c->key;
-  idle_.emplace(std::move(key), Idle{std::move(c), now + idle_timeout});
+  it->second.push_back(Idle{std::move(c), now + idle_timeout});
 }
 
 SSL_SESSION* UpstreamPool::session(const std::string& authority) const {

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "policy/destination.hpp"
 #include "policy/refusal.hpp"
@@ -94,7 +95,9 @@ class UpstreamPool {
     std::unique_ptr<UpstreamConnection> c;
     std::chrono::steady_clock::time_point expires;
   };
-  std::multimap<std::string, Idle, std::less<>> idle_;
+  // Per key, the idle connections, most recently returned last. A key's entry stays when its
+  // list empties: returning and taking a connection then allocates nothing.
+  std::map<std::string, std::vector<Idle>, std::less<>> idle_;
   std::chrono::steady_clock::time_point next_sweep_{};
   std::map<std::string, SSL_SESSION*> sessions_;
 };

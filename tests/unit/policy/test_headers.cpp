@@ -47,6 +47,25 @@ BOOST_AUTO_TEST_CASE(upgrade_kept_only_when_upgrading) {
   BOOST_TEST(lone.empty());
 }
 
+BOOST_AUTO_TEST_CASE(many_fields_keep_their_order) {
+  // More fields than the inline bookkeeping holds; every third one named by Connection.
+  Headers h;
+  std::string listed;
+  V expected;
+  for (int i = 0; i < 150; ++i) {
+    std::string name = "X-F" + std::to_string(i);
+    h.push_back({name, "v" + std::to_string(i)});
+    if (i % 3 == 0) listed += (listed.empty() ? "" : ", ") + name;
+    else expected.push_back(name);
+    if (i == 70) h.push_back({"Keep-Alive", "timeout=5"});
+  }
+  h.push_back({"Connection", listed});
+  strip_hop_by_hop(h);
+  BOOST_TEST(names(h) == expected);
+  BOOST_TEST(h[0].value == "v1");
+  BOOST_TEST(h.back().value == "v149");
+}
+
 BOOST_AUTO_TEST_CASE(find_and_remove) {
   Headers h = {{"A", "1"}, {"a", "2"}, {"B", "3"}};
   BOOST_TEST(find_header(h, "A")->value == "1");
