@@ -1,5 +1,6 @@
 #include "core/json_line.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -30,13 +31,6 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   }
   return 0;
 }
-template <class Integer>
-void append_integer(std::string& out, Integer value) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, value);
-  out.append(buf, r.ptr);
-}
-
 // Bytes that a JSON string can hold as they are: printable ASCII other than '"' and '\\'.
 constexpr std::array<bool, 256> kVerbatim = [] {
   std::array<bool, 256> t{};
@@ -62,97 +56,101 @@ std::size_t verbatim_prefix(std::string_view text, std::size_t from) {
   while (j < text.size() && kVerbatim[static_cast<unsigned char>(text[j])]) ++j;
   return j;
 }
-}  // namespace
 
-void append_quoted(std::string& out, std::string_view text) {
+// Writes `text` as a JSON string literal at p (room for quoted_bound(text.size()) bytes);
+// returns the end.
+char* write_quoted(char* p, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   const std::size_t size = text.size();
-  // Most values (names, hosts, paths, ids) are short and need no escaping: one append.
-  if (char quoted[96]; size + 2 <= sizeof quoted && verbatim_prefix(text, 0) == size) {
-    quoted[0] = '"';
-    std::memcpy(quoted + 1, text.data(), size);
-    quoted[size + 1] = '"';
-    out.append(quoted, size + 2);
-    return;
-  }
-  out.push_back('"');
+  *p++ = '"';
   std::size_t i = 0;
   while (i < size) {
     std::size_t j = verbatim_prefix(text, i);
     if (j > i) {
-      out.append(text.data() + i, j - i);
+      std::memcpy(p, text.data() + i, j - i);
+      p += j - i;
       i = j;
       if (i == size) break;
     }
     unsigned char c = static_cast<unsigned char>(text[i]);
+    const char* escape = nullptr;
     switch (c) {
-      case '"': out += "\\\""; ++i; continue;
-      case '\\': out += "\\\\"; ++i; continue;
-      case '\b': out += "\\b"; ++i; continue;
-      case '\f': out += "\\f"; ++i; continue;
-      case '\n': out += "\\n"; ++i; continue;
-      case '\r': out += "\\r"; ++i; continue;
-      case '\t': out += "\\t"; ++i; continue;
+      case '"': escape = "\\\""; break;
+      case '\\': escape = "\\\\"; break;
+      case '\b': escape = "\\b"; break;
+      case '\f': escape = "\\f"; break;
+      case '\n': escape = "\\n"; break;
+      case '\r': escape = "\\r"; break;
+      case '\t': escape = "\\t"; break;
       default: break;
     }
-    if (c < 0x20) {
-      out += "\\u00";
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
+    if (escape) {
+      *p++ = escape[0];
+      *p++ = escape[1];
       ++i;
-      continue;
-    }
-    if (std::size_t n = utf8_sequence(text, i)) {
-      out.append(text.data() + i, n);
+    } else if (c < 0x20) {
+      std::memcpy(p, "\\u00", 4);
+      p[4] = kHex[c >> 4];
+      p[5] = kHex[c & 0xf];
+      p += 6;
+      ++i;
+    } else if (std::size_t n = utf8_sequence(text, i)) {
+      std::memcpy(p, text.data() + i, n);
+      p += n;
       i += n;
     } else {
-      out += "\xEF\xBF\xBD";  // U+FFFD for a byte that starts no well-formed sequence
+      std::memcpy(p, "\xEF\xBF\xBD", 3);  // U+FFFD for a byte that starts no well-formed sequence
+      p += 3;
       ++i;
     }
   }
-  out.push_back('"');
+  *p++ = '"';
+  return p;
 }
 
-// `,"key":` into buf (room for kMaxKey + 4 bytes); the bytes written. Keys are the caller's own
-// names (see the header): written as they are.
-std::size_t ObjectWriter::key_into(char* buf, std::string_view k) {
-  std::size_t n = 0;
-  if (!first_) buf[n++] = ',';
+// The most bytes write_quoted() writes for `size` bytes of text: six per byte (\u00XX), quotes.
+constexpr std::size_t quoted_bound(std::size_t size) { return 6 * size + 2; }
+}  // namespace
+
+void append_quoted(std::string& out, std::string_view text) {
+  const std::size_t used = out.size();
+  out.resize(used + quoted_bound(text.size()));
+  char* end = write_quoted(out.data() + used, text);
+  out.resize(static_cast<std::size_t>(end - out.data()));
+}
+
+// The line is written through a cursor into `out_`, which is sized ahead (room()); close()
+// trims it to what was written. A field is then a few stores, not a string append per piece.
+ObjectWriter::ObjectWriter(std::string& out) : out_(out), used_(out.size()) { *room(1) = '{'; ++used_; }
+
+char* ObjectWriter::room(std::size_t n) {
+  if (used_ + n > out_.size()) out_.resize(std::max(out_.size() * 2, used_ + n + 256));
+  return out_.data() + used_;
+}
+
+// `,"key":` at p (room for k.size() + 4 bytes); returns the end. Keys are the caller's own names
+// (see the header): written as they are.
+char* ObjectWriter::write_key(char* p, std::string_view k) {
+  if (!first_) *p++ = ',';
   first_ = false;
-  buf[n++] = '"';
-  std::memcpy(buf + n, k.data(), k.size());
-  n += k.size();
-  buf[n++] = '"';
-  buf[n++] = ':';
-  return n;
+  *p++ = '"';
+  std::memcpy(p, k.data(), k.size());
+  p += k.size();
+  *p++ = '"';
+  *p++ = ':';
+  return p;
 }
 
-void ObjectWriter::key(std::string_view k) {
-  if (k.size() > kMaxKey) {  // not one of ours; still correct
-    out_.append(first_ ? "\"" : ",\"");
-    first_ = false;
-    out_.append(k);
-    out_.append("\":");
-    return;
-  }
-  char buf[kMaxKey + 4];
-  out_.append(buf, key_into(buf, k));
+void ObjectWriter::commit(char* end) { used_ = static_cast<std::size_t>(end - out_.data()); }
+
+void ObjectWriter::close() {
+  *room(1) = '}';
+  out_.resize(used_ + 1);
 }
 
 ObjectWriter& ObjectWriter::str(std::string_view k, std::string_view value) {
-  // The usual field, a short name and a short value that needs no escaping: one append.
-  if (char buf[kMaxKey + 4 + 96]; k.size() <= kMaxKey && value.size() + 2 <= 96 &&
-                                   verbatim_prefix(value, 0) == value.size()) {
-    std::size_t n = key_into(buf, k);
-    buf[n++] = '"';
-    std::memcpy(buf + n, value.data(), value.size());
-    n += value.size();
-    buf[n++] = '"';
-    out_.append(buf, n);
-    return *this;
-  }
-  key(k);
-  append_quoted(out_, value);
+  char* p = room(k.size() + 4 + quoted_bound(value.size()));
+  commit(write_quoted(write_key(p, k), value));
   return *this;
 }
 
@@ -162,15 +160,8 @@ ObjectWriter& ObjectWriter::str_or_null(std::string_view k, std::string_view val
 
 template <class Integer>
 ObjectWriter& ObjectWriter::integer(std::string_view k, Integer value) {
-  if (k.size() > kMaxKey) {
-    key(k);
-    append_integer(out_, value);
-    return *this;
-  }
-  char buf[kMaxKey + 4 + 24];
-  std::size_t n = key_into(buf, k);
-  auto r = std::to_chars(buf + n, buf + sizeof buf, value);
-  out_.append(buf, r.ptr);
+  char* p = write_key(room(k.size() + 4 + 24), k);
+  commit(std::to_chars(p, p + 24, value).ptr);
   return *this;
 }
 
@@ -179,55 +170,57 @@ ObjectWriter& ObjectWriter::num(std::string_view k, std::uint64_t value) { retur
 
 ObjectWriter& ObjectWriter::num(std::string_view k, double value) {
   if (!std::isfinite(value)) return null(k);
-  key(k);
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof buf, value);
-  out_.append(buf, r.ptr);
+  char* p = write_key(room(k.size() + 4 + 32), k);
+  commit(std::to_chars(p, p + 32, value).ptr);
   return *this;
 }
 
 ObjectWriter& ObjectWriter::millis(std::string_view k, double value) {
   if (!std::isfinite(value)) return null(k);
-  key(k);
+  char* p = write_key(room(k.size() + 4 + 32), k);
   // Thousandths as an integer: the same text as the shortest form of the value rounded to three
   // decimals, without the general floating-point formatter.
   double scaled = std::round(value * 1000);
   if (std::fabs(scaled) >= 9e15) {  // beyond exact integers: the general form
-    char buf[32];
-    auto r = std::to_chars(buf, buf + sizeof buf, scaled / 1000);
-    out_.append(buf, r.ptr);
+    commit(std::to_chars(p, p + 32, scaled / 1000).ptr);
     return *this;
   }
   auto m = static_cast<std::int64_t>(scaled);
   if (m < 0) {
-    out_.push_back('-');
+    *p++ = '-';
     m = -m;
   }
-  append_integer(out_, m / 1000);
+  p = std::to_chars(p, p + 24, m / 1000).ptr;
   if (int frac = static_cast<int>(m % 1000)) {
     char digits[4] = {'.', static_cast<char>('0' + frac / 100), static_cast<char>('0' + frac / 10 % 10),
                       static_cast<char>('0' + frac % 10)};
     std::size_t n = 4;
     while (digits[n - 1] == '0') --n;
-    out_.append(digits, n);
+    std::memcpy(p, digits, n);
+    p += n;
   }
+  commit(p);
   return *this;
 }
 
 ObjectWriter& ObjectWriter::null(std::string_view k) {
-  key(k);
-  out_ += "null";
+  char* p = write_key(room(k.size() + 4 + 4), k);
+  std::memcpy(p, "null", 4);
+  commit(p + 4);
   return *this;
 }
 
 ObjectWriter& ObjectWriter::strings(std::string_view k, const std::vector<std::string>& values) {
-  key(k);
-  out_.push_back('[');
+  std::size_t bound = k.size() + 4 + 2;
+  for (const auto& v : values) bound += quoted_bound(v.size()) + 1;
+  char* p = write_key(room(bound), k);
+  *p++ = '[';
   for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i) out_.push_back(',');
-    append_quoted(out_, values[i]);
+    if (i) *p++ = ',';
+    p = write_quoted(p, values[i]);
   }
-  out_.push_back(']');
+  *p++ = ']';
+  commit(p);
   return *this;
 }
 

@@ -16,7 +16,9 @@ void append_quoted(std::string& out, std::string_view text);
 // are escaped.
 class ObjectWriter {
  public:
-  explicit ObjectWriter(std::string& out) : out_(out) { out_.push_back('{'); }
+  // Appends to `out`; the object is complete once close() is called (until then `out` may hold
+  // more bytes than written).
+  explicit ObjectWriter(std::string& out);
   ObjectWriter& str(std::string_view key, std::string_view value);
   ObjectWriter& str_or_null(std::string_view key, std::string_view value);  // "" -> null
   ObjectWriter& num(std::string_view key, std::int64_t value);
@@ -28,15 +30,16 @@ class ObjectWriter {
   ObjectWriter& millis(std::string_view key, double value);
   ObjectWriter& null(std::string_view key);
   ObjectWriter& strings(std::string_view key, const std::vector<std::string>& values);
-  void close() { out_.push_back('}'); }
+  void close();
 
  private:
-  static constexpr std::size_t kMaxKey = 32;
-  std::size_t key_into(char* buf, std::string_view k);
-  void key(std::string_view k);
+  char* room(std::size_t n);
+  char* write_key(char* p, std::string_view k);
+  void commit(char* end);
   template <class Integer>
   ObjectWriter& integer(std::string_view k, Integer value);
   std::string& out_;
+  std::size_t used_;
   bool first_ = true;
 };
 
