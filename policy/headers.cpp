@@ -9,8 +9,19 @@
 namespace sidekey::policy {
 namespace {
 
-constexpr std::string_view kHopByHop[] = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
-                                          "proxy-authenticate", "te", "trailer", "upgrade"};
+// Connection, Keep-Alive, Proxy-Connection, Proxy-Authorization, Proxy-Authenticate, TE, Trailer,
+// Upgrade (any letter case): told apart by length first, as most fields are none of them.
+bool hop_by_hop_name(std::string_view n) {
+  switch (n.size()) {
+    case 2: return iequals(n, "te");
+    case 7: return iequals(n, "trailer") || iequals(n, "upgrade");
+    case 10: return iequals(n, "connection") || iequals(n, "keep-alive");
+    case 16: return iequals(n, "proxy-connection");
+    case 18: return iequals(n, "proxy-authenticate");
+    case 19: return iequals(n, "proxy-authorization");
+    default: return false;
+  }
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -18,18 +29,21 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Whether a Connection field of `h` lists `name` (case-insensitive).
-bool named_by_connection(const Headers& h, std::string_view name) {
-  for (const auto& f : h) {
-    if (!iequals(f.name, "connection")) continue;
-    std::string_view rest = f.value;
-    while (!rest.empty()) {
-      auto comma = rest.find(',');
-      if (iequals(trim(rest.substr(0, comma)), name)) return true;
-      if (comma == std::string_view::npos) break;
-      rest.remove_prefix(comma + 1);
-    }
+// Whether the comma-separated list `value` (a Connection field's) names `name` (any case).
+bool lists(std::string_view value, std::string_view name) {
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    if (iequals(trim(value.substr(0, comma)), name)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
   }
+  return false;
+}
+
+// Whether a Connection field of `h` lists `name`.
+bool named_by_connection(const Headers& h, std::string_view name) {
+  for (const auto& f : h)
+    if (iequals(f.name, "connection") && lists(f.value, name)) return true;
   return false;
 }
 
@@ -48,10 +62,23 @@ void remove_header(Headers& h, std::string_view name) {
 bool is_upgrade_request(const Headers& h) { return find_header(h, "upgrade") && named_by_connection(h, "upgrade"); }
 
 void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
-  const bool has_connection = find_header(h, "connection") != nullptr;
-  const bool upgrading = keep_upgrade && has_connection && find_header(h, "upgrade") && named_by_connection(h, "upgrade");
-  // Decided on the fields as received, then removed in one pass (without the token list the
-  // Connection fields would otherwise be copied into).
+  // The Connection fields' values, found once (more than a few: looked up again per field).
+  constexpr std::size_t kListed = 4;
+  std::string_view listed[kListed];
+  std::size_t connection_fields = 0;
+  for (const auto& f : h)
+    if (f.name.size() == 10 && iequals(f.name, "connection")) {
+      if (connection_fields < kListed) listed[connection_fields] = f.value;
+      ++connection_fields;
+    }
+  auto named_by_connection_field = [&](std::string_view name) {
+    if (connection_fields > kListed) return named_by_connection(h, name);
+    for (std::size_t i = 0; i < connection_fields; ++i)
+      if (lists(listed[i], name)) return true;
+    return false;
+  };
+  const bool upgrading = keep_upgrade && connection_fields && find_header(h, "upgrade") && named_by_connection_field("upgrade");
+  // Decided on the fields as received, then removed in one pass.
   constexpr std::size_t kInline = 64;
   bool inline_drop[kInline];
   std::unique_ptr<bool[]> heap_drop;
@@ -61,11 +88,9 @@ void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
     drop = heap_drop.get();
   }
   for (std::size_t i = 0; i < h.size(); ++i) {
-    const Header& f = h[i];
-    auto named = [&](std::string_view n) { return iequals(f.name, n); };
-    drop[i] = !(upgrading && named("upgrade")) &&
-              (std::any_of(std::begin(kHopByHop), std::end(kHopByHop), named) ||
-               (has_connection && named_by_connection(h, f.name)));
+    const std::string_view name = h[i].name;
+    drop[i] = !(upgrading && iequals(name, "upgrade")) &&
+              (hop_by_hop_name(name) || (connection_fields && named_by_connection_field(name)));
   }
   std::size_t kept = 0;
   for (std::size_t i = 0; i < h.size(); ++i) {

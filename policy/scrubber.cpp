@@ -780,6 +780,26 @@ std::size_t Scrubber::scrub_into(std::string_view in, std::string& out) {
   return n;
 }
 
+bool Scrubber::finds_any(const std::vector<Header>& fields, std::string_view extra) const {
+  if (!impl_ || !impl_->data) return false;
+  // One text, the fields separated by a byte, searched once; wiped, as it may hold an echo.
+  thread_local std::string joined, out;
+  joined.clear();
+  for (const auto& f : fields) {
+    joined += f.name;
+    joined += '\n';
+    joined += f.value;
+    joined += '\n';
+  }
+  joined += extra;
+  Stream st;
+  out.clear();
+  bool found = impl_->data->process(st, nullptr, joined, true, out) > 0;
+  secrets::wipe(joined);
+  out.clear();  // the scrubbed text: no plaintext
+  return found;
+}
+
 bool Scrubber::empty() const noexcept { return !impl_ || !impl_->data; }
 std::size_t Scrubber::pattern_count() const noexcept { return impl_ && impl_->data ? impl_->data->forms.size() : 0; }
 std::size_t Scrubber::max_pattern_length() const noexcept {

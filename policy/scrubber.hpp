@@ -57,6 +57,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/headers.hpp"
 #include "policy/sensitive.hpp"
 
 namespace sidekey::policy {
@@ -149,6 +150,9 @@ class Scrubber {
   // The same into `out` (cleared first, its storage reused); returns the occurrences replaced,
   // 0 when `in` holds none (then `out` is a copy of it).
   std::size_t scrub_into(std::string_view in, std::string& out);
+  // Whether any of these fields or `extra` holds a form of what is scrubbed (or a match spans two
+  // of them: then it says yes too). Counts nothing into replaced().
+  bool finds_any(const std::vector<Header>& fields, std::string_view extra) const;
 
   bool empty() const noexcept;                  // no pattern: feed() copies input through
   std::size_t pattern_count() const noexcept;   // distinct forms in the automaton

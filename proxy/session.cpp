@@ -584,6 +584,13 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
                                                             "scrub a compressed body")
                                           .with_host(upstream_dest.host), true);
       }
+  }
+  // The reason phrase is the upstream's text too.
+  std::string reason(res.reason());
+  // Searched all at once first: most heads hold nothing to scrub, and then no field is searched
+  // (or copied) on its own. A match that only spans two fields is a false alarm the per-field
+  // pass then settles.
+  if (scrubbing && scrubber.finds_any(res_headers, reason)) {
     // A field name cannot carry the reference ('{' is not a token character): a field whose
     // name holds a form of what was written is dropped.
     thread_local std::string clean;  // only ever holds scrubbed text; its storage is reused
@@ -598,9 +605,11 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
       secrets::wipe(h.value);  // it held the plaintext
       h.value.swap(clean);
     }
+    if (scrubber.scrub_into(reason, clean)) {
+      secrets::wipe(reason);
+      reason.swap(clean);
+    }
   }
-  // The reason phrase is the upstream's text too.
-  std::string reason = scrubbing ? scrubber.scrub_all(res.reason()) : std::string(res.reason());
   bool chunked_out = res.chunked();
   auto length_out = rp.content_length();
   bool header_only = header_only_response(req.method(), res.result());

@@ -173,6 +173,21 @@ BOOST_AUTO_TEST_CASE(raw_plaintext_and_composed_value) {
   BOOST_TEST(s.replaced() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(finds_any_searches_fields_and_extra_without_counting) {
+  Scrubber s(Patterns{{"sk-live-123", "{{secrets.a}}"}});
+  Headers clean = {{"Server", "x"}, {"Date", "today"}};
+  BOOST_TEST(!s.finds_any(clean, "OK"));
+  BOOST_TEST(s.finds_any(clean, "OK sk-live-123"));                     // the reason phrase
+  BOOST_TEST(s.finds_any({{"X-Echo", "key=sk-live-123"}}, ""));           // a value
+  BOOST_TEST(s.finds_any({{"X-sk-live-123", "1"}}, ""));                  // a name
+  BOOST_TEST(s.finds_any({{"A", "sk-live"}, {"-123", ""}}, "") == false);  // the separator breaks it
+  BOOST_TEST(s.replaced() == 0u);
+  BOOST_TEST(!Scrubber().finds_any({{"A", "sk-live-123"}}, ""));
+  // A plaintext that holds the separator: a match across two fields is a (harmless) yes.
+  Scrubber nl(Patterns{{"ab\ncd", "{{secrets.n}}"}});
+  BOOST_TEST(nl.finds_any({{"ab", "cd"}}, ""));
+}
+
 BOOST_AUTO_TEST_CASE(empty_input) {
   Scrubber s(Patterns{{"sk-live-123", "{{secrets.a}}"}});
   std::string out;
