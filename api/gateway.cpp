@@ -132,7 +132,14 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
       conn->close();
       co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
     }
-    if (r.get().result_int() >= 200 || r.get().result_int() == 101) break;
+    if (r.get().result_int() == 101) {
+      // The request's Upgrade was stripped (hop-by-hop): a switch nobody asked for. What follows
+      // on that connection is no longer HTTP the client expects.
+      conn->close();
+      co_return co_await answer(client, http::status::bad_gateway, "the agent switched protocols, which the request did not ask for",
+                                version, client_keep);
+    }
+    if (r.get().result_int() >= 200) break;
   }
   auto& rp = *slot;
   auto& res = rp.get();

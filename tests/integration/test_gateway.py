@@ -32,6 +32,7 @@ import uuid
 import requests
 
 from harness import Sidekey, wait_for
+from upstreams import Raw, Upstream
 
 TESTS_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 AGENT_JS = os.path.join(TESTS_DIR, "e2e_node", "agent.mjs")
@@ -547,6 +548,33 @@ class GatewayTest(unittest.TestCase):
                 r = s.post(sk.api_url + "/ap/v1/agent/tasks", json={"input": "after idle %d" % i}, timeout=TIMEOUT)
                 self.assertEqual(r.status_code, 200, "POST #%d: %s %s" % (i, r.status_code, r.text))
                 time.sleep(1.0)
+
+    def test_agent_that_switches_protocols_unasked_gives_502(self):
+        """The request's Upgrade is hop-by-hop and never reaches the agent: a 101 from it is not
+        relayed (it was relayed as a chunked 101 with what followed as its body), the agent
+        connection is closed, and the client's connection keeps working."""
+        agent = Upstream(Raw("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                             "frames-after-the-switch", keep=True)).start()
+        self.addCleanup(agent.stop)
+        with gateway_sidekey(agent.url) as sk:
+            u = urllib.parse.urlsplit(sk.api_url)
+            with socket.create_connection((u.hostname, u.port), timeout=TIMEOUT) as sock:
+                head = ("GET /ap/v1/agent/tasks HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
+                        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" % (u.hostname, u.port, sk.token))
+                sock.sendall(head.encode())
+                interim, status, headers, body = read_response(sock)
+                self.assertEqual((interim, status), ([], 502), (headers, body[:300]))
+                self.assertNotIn(b"frames-after-the-switch", body)
+                self.assertIn("switched protocols", json.loads(body)["message"])
+            self.assertNotIn("upgrade", agent.requests[0].header("Connection", "").lower())
+            self.assertIsNone(agent.requests[0].header("Upgrade"))
+            self.assertTrue(wait_for(lambda: agent.closed_connections >= 1, timeout=TIMEOUT), "the agent connection was kept")
+            with requests.Session() as s:
+                s.headers.update(sk.auth())
+                agent.next(Raw("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", keep=True))
+                r = s.get(sk.api_url + "/ap/v1/agent/tasks", timeout=TIMEOUT)
+                self.assertEqual((r.status_code, r.text), (200, "{}"))
 
     # -- agent down -----------------------------------------------------------------------------
     def test_agent_down_gives_502(self):
