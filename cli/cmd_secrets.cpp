@@ -1,5 +1,10 @@
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
-#include <iterator>
+#include <stdexcept>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -11,11 +16,28 @@ namespace sidekey::cli {
 namespace {
 
 // Reads the value from stdin; one trailing newline (from `echo` or a here-string) is dropped.
+// read(2) straight into one buffer sized for the largest value: no stdio buffer and no growing
+// string leaves a copy of the value behind, and an endless stdin is cut at the limit.
 secrets::SecretValue read_value_from_stdin() {
-  std::string v((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  std::string v(secrets::kMaxValueBytes + 3, '\0');  // + CR LF + one byte to tell "too long"
+  std::size_t n = 0;
+  while (n < v.size()) {
+    ssize_t r = ::read(STDIN_FILENO, v.data() + n, v.size() - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      secrets::wipe(v);
+      throw std::runtime_error(std::string("cannot read the value from stdin: ") + std::strerror(e));
+    }
+    if (r == 0) break;
+    n += static_cast<std::size_t>(r);
+  }
+  const bool cut = n == v.size();
+  v.resize(n);  // shrinking keeps the buffer: nothing is copied
   if (!v.empty() && v.back() == '\n') v.pop_back();
   if (!v.empty() && v.back() == '\r') v.pop_back();
-  if (auto problem = secrets::value_problem(v); !problem.empty()) {
+  std::string problem = cut ? "secret value is larger than 64 KiB" : secrets::value_problem(v);
+  if (!problem.empty()) {
     secrets::wipe(v);
     throw std::invalid_argument(problem + " (the value is read from stdin)");
   }

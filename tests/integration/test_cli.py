@@ -107,6 +107,19 @@ class CliTest(unittest.TestCase):
             self.assertIn("must not be empty", p.stderr)
             p = sk.run_cli("secrets", "set", "bad name", input="v", check=False)
             self.assertEqual(p.returncode, 2)
+            # The largest value fits (a trailing CRLF dropped); one byte more does not; an endless
+            # stdin is cut at the limit rather than read into memory forever.
+            p = sk.run_cli("secrets", "set", "big", input="b" * 65536 + "\r\n")
+            self.assertIn("{{secrets.big}}", p.stdout)
+            p = sk.run_cli("secrets", "set", "too-big", input="b" * 65537, check=False)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("larger than 64 KiB", p.stderr)
+            with open("/dev/zero", "rb") as endless:
+                p = subprocess.run([SIDEKEY_BIN, "secrets", "set", "endless", "--config", sk.config_path], stdin=endless,
+                                   capture_output=True, text=True, timeout=30, env=sk.env, cwd=sk.dir)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("larger than 64 KiB", p.stderr)
+            sk.run_cli("secrets", "rm", "big")
             sk.start()
             r = requests.get(sk.api_url + "/ap/v1/agent/secrets", headers=sk.auth())
             self.assertEqual([s["secret_key"] for s in r.json()["secret_keys"]], ["openai", "github"])
