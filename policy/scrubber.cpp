@@ -694,7 +694,20 @@ static std::vector<ScrubPattern> patterns_of(const std::vector<WrittenValue>& wr
   return out;
 }
 
-ScrubSet::ScrubSet(const std::vector<ScrubForm>& forms) : data_(std::make_unique<Data>()) { data_->build(forms); }
+ScrubSet::ScrubSet(const std::vector<ScrubForm>& forms) : data_(std::make_unique<Data>()), names_(std::make_unique<Data>()) {
+  data_->build(forms);
+  // Field names are case-insensitive (and re-cased on the way, e.g. by HTTP/2 hops): a second
+  // automaton over every form in lower case, searched with the name in lower case.
+  std::vector<ScrubForm> lowered;
+  lowered.reserve(forms.size());
+  for (const auto& f : forms) {
+    std::string bytes(f.bytes.reveal());
+    for (char& c : bytes)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    lowered.push_back({SensitiveString::take(bytes), f.replacement, f.kind});
+  }
+  names_->build(lowered);
+}
 
 ScrubSet::~ScrubSet() = default;
 
@@ -723,8 +736,10 @@ std::shared_ptr<const ScrubSet> ScrubSet::build(const std::vector<WrittenValue>&
 std::size_t ScrubSet::form_count() const noexcept { return data_->forms.size(); }
 std::size_t ScrubSet::max_pattern_length() const noexcept { return data_->max_length; }
 std::size_t ScrubSet::memory_bytes() const noexcept {
-  return sizeof(ScrubSet) + sizeof(Data) + data_->nodes.capacity() * sizeof(Node) +
-         data_->forms.capacity() * sizeof(Form) + data_->replacements.capacity();
+  auto of = [](const Data& d) {
+    return sizeof(Data) + d.nodes.capacity() * sizeof(Node) + d.forms.capacity() * sizeof(Form) + d.replacements.capacity();
+  };
+  return sizeof(ScrubSet) + of(*data_) + of(*names_);
 }
 
 Scrubber::Scrubber() = default;  // no state: passes everything through
@@ -780,23 +795,50 @@ std::size_t Scrubber::scrub_into(std::string_view in, std::string& out) {
   return n;
 }
 
+namespace {
+// Whether `automaton` finds a form in `text`; the output is scratch (scrubbed text: no plaintext).
+bool finds(const ScrubSet::Data& automaton, std::string_view text) {
+  thread_local std::string out;
+  out.clear();
+  Stream st;
+  bool found = automaton.process(st, nullptr, text, true, out) > 0;
+  out.clear();
+  return found;
+}
+
+void append_lower(std::string& out, std::string_view s) {
+  for (char c : s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+}
+}  // namespace
+
 bool Scrubber::finds_any(const std::vector<Header>& fields, std::string_view extra) const {
   if (!impl_ || !impl_->data) return false;
-  // One text, the fields separated by a byte, searched once; wiped, as it may hold an echo.
-  thread_local std::string joined, out;
-  joined.clear();
+  // One text per search, the fields separated by a byte: the values (and `extra`) as they are,
+  // the names in lower case; wiped, as they may hold an echo.
+  thread_local std::string values, names;
+  values.clear();
+  names.clear();
   for (const auto& f : fields) {
-    joined += f.name;
-    joined += '\n';
-    joined += f.value;
-    joined += '\n';
+    values += f.value;
+    values += '\n';
+    append_lower(names, f.name);
+    names += '\n';
   }
-  joined += extra;
-  Stream st;
-  out.clear();
-  bool found = impl_->data->process(st, nullptr, joined, true, out) > 0;
-  secrets::wipe(joined);
-  out.clear();  // the scrubbed text: no plaintext
+  values += extra;
+  bool found = finds(*impl_->data, values) || finds(*impl_->set->names_, names);
+  secrets::wipe(values);
+  secrets::wipe(names);
+  return found;
+}
+
+bool Scrubber::drops_name(std::string_view name) {
+  if (!impl_ || !impl_->data) return false;
+  thread_local std::string lowered;
+  lowered.clear();
+  append_lower(lowered, name);
+  bool found = finds(*impl_->set->names_, lowered);
+  secrets::wipe(lowered);
+  if (found) ++impl_->replaced;
   return found;
 }
 

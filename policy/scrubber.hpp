@@ -115,6 +115,7 @@ class ScrubSet {
  private:
   explicit ScrubSet(const std::vector<ScrubForm>& forms);
   std::unique_ptr<Data> data_;
+  std::unique_ptr<Data> names_;  // the same forms in lower case, for field names
   friend class Scrubber;
 };
 
@@ -150,9 +151,14 @@ class Scrubber {
   // The same into `out` (cleared first, its storage reused); returns the occurrences replaced,
   // 0 when `in` holds none (then `out` is a copy of it).
   std::size_t scrub_into(std::string_view in, std::string& out);
-  // Whether any of these fields or `extra` holds a form of what is scrubbed (or a match spans two
-  // of them: then it says yes too). Counts nothing into replaced().
+  // Whether any of these fields' values or `extra` holds a form of what is scrubbed, or a name
+  // does in any letter case (a match that spans two fields says yes too). Counts nothing into
+  // replaced().
   bool finds_any(const std::vector<Header>& fields, std::string_view extra) const;
+  // Whether a field name holds a form of what is scrubbed, in any letter case (names are
+  // case-insensitive, and may be re-cased on their way): the field is then dropped, counted as
+  // one occurrence into replaced().
+  bool drops_name(std::string_view name);
 
   bool empty() const noexcept;                  // no pattern: feed() copies input through
   std::size_t pattern_count() const noexcept;   // distinct forms in the automaton

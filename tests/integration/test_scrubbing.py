@@ -207,7 +207,9 @@ def lab(req):
         # The secret in the reason phrase, and in a field name (where no reference can stand).
         secret, weird, auth, cred = received(req)
         return Reply(401, b"no", reason="Bad token " + auth,
-                     headers=[("X-" + secret, "1"), ("X-" + b64(secret).rstrip("="), "2"), ("X-Kept", "3")])
+                     headers=[("X-" + secret, "1"), ("X-" + b64(secret).rstrip("="), "2"), ("X-Kept", "3"),
+                              # field names are case-insensitive: re-cased echoes too
+                              ("X-" + secret.lower(), "4"), ("X-Up-" + secret.upper(), "5")])
     if path == "/r/gzip":
         ctype, body = body_for("json", req)
         return Reply(200, gzip.compress(body), headers=[("Content-Encoding", "gzip")], content_type=ctype)

@@ -185,7 +185,22 @@ BOOST_AUTO_TEST_CASE(finds_any_searches_fields_and_extra_without_counting) {
   BOOST_TEST(!Scrubber().finds_any({{"A", "sk-live-123"}}, ""));
   // A plaintext that holds the separator: a match across two fields is a (harmless) yes.
   Scrubber nl(Patterns{{"ab\ncd", "{{secrets.n}}"}});
-  BOOST_TEST(nl.finds_any({{"ab", "cd"}}, ""));
+  BOOST_TEST(nl.finds_any({{"A", "ab"}, {"B", "cd"}}, ""));
+  // Names in any letter case; values as they are.
+  BOOST_TEST(s.finds_any({{"X-SK-LIVE-123", "1"}}, ""));
+  BOOST_TEST(!s.finds_any({{"X", "SK-LIVE-123"}}, ""));
+  Scrubber mixed(Patterns{{"Sk-Live-XYZ", "{{secrets.m}}"}});
+  BOOST_TEST(mixed.finds_any({{"x-sk-live-xyz", "1"}}, ""));
+}
+
+BOOST_AUTO_TEST_CASE(field_names_are_dropped_in_any_letter_case) {
+  Scrubber s(Patterns{{"Sk-Live-XYZ", "{{secrets.m}}"}});
+  BOOST_TEST(s.drops_name("x-sk-live-xyz"));
+  BOOST_TEST(s.drops_name("X-SK-LIVE-XYZ-Echo"));
+  BOOST_TEST(s.drops_name("Sk-Live-XYZ"));
+  BOOST_TEST(!s.drops_name("x-sk-live-xy"));
+  BOOST_TEST(s.replaced() == 3u);
+  BOOST_TEST(!Scrubber().drops_name("anything"));
 }
 
 BOOST_AUTO_TEST_CASE(empty_input) {
