@@ -250,6 +250,8 @@ class Session {
   }
 
   net::awaitable<bool> serve_one(beast::error_code head_error, std::size_t head_end);
+  // Resolves once, vets, dials the vetted address (connect_upstream: TLS where the destination says).
+  net::awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>> dial(const policy::Destination& d);
   net::awaitable<bool> serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p);
   net::awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
 
@@ -393,24 +395,27 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     first_piece = std::string_view(first_buf->data(), RelayBuffer::kSize - p.get().body().size);
   }
 
+  bool had_body = !p.is_done() || (first_piece && !first_piece->empty());
+  bool upgrade = policy::is_upgrade_request(plan.headers);
+  // A request that may go again on a fresh connection when a reused one turns out to have been
+  // closed by the upstream before it answered (the keep-alive race): no body, a safe method.
+  const bool replayable = !had_body && !upgrade &&
+                          (req.method() == http::verb::get || req.method() == http::verb::head ||
+                           req.method() == http::verb::options);
+
   // A pooled connection to this destination (vetted when it was dialed), else: resolve once,
-  // vet, dial the vetted address.
-  std::unique_ptr<UpstreamConnection> conn = take_pooled(upstream_dest);
+  // vet, dial the vetted address. A pooled connection is asked whether it is still open unless
+  // the request can be replayed (its watch has seen what the event loop has reported so far).
+  std::unique_ptr<UpstreamConnection> conn = take_pooled(upstream_dest, /*ask=*/!replayable);
   if (!conn) {
-    auto vetted = co_await ctx_.guard.vet(upstream_dest);
-    if (auto* r = std::get_if<policy::Refusal>(&vetted)) co_return co_await refuse(st, *r, p.is_done());
-    auto connected = co_await connect_upstream(upstream_dest, std::get<VettedAddresses>(vetted), ctx_.upstream_tls,
-                                               ctx_.connect_timeout);
-    if (auto* r = std::get_if<policy::Refusal>(&connected)) co_return co_await refuse(st, *r, p.is_done());
-    conn = std::move(std::get<ConnectResult>(connected).connection);
-    if (double s = std::get<ConnectResult>(connected).connect_seconds; s > 0) observe_upstream_connect(s);
+    auto dialed = co_await dial(upstream_dest);
+    if (auto* r = std::get_if<policy::Refusal>(&dialed)) co_return co_await refuse(st, *r, p.is_done());
+    conn = std::move(std::get<std::unique_ptr<UpstreamConnection>>(dialed));
   }
 
   // The upstream head: the plan's fields, our framing.
-  bool had_body = !p.is_done() || (first_piece && !first_piece->empty());
   bool chunked_in = req.chunked();
   auto length_in = p.content_length();
-  bool upgrade = policy::is_upgrade_request(plan.headers);
   // The upstream head: the plan's fields (wiped with the plan), our framing. Beast's message
   // never holds an injected value.
   policy::Headers& fields = plan.headers;
@@ -485,6 +490,31 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     }
     if (!patterns.empty()) scrubber = policy::Scrubber(policy::ScrubSet::build(patterns));
   }
+  // The replay: the reused connection is closed, a fresh one dialed, the head written again.
+  bool replayed = false;
+  auto can_replay = [&] { return replayable && conn->reused && !replayed; };
+  auto replay = [&]() -> net::awaitable<std::optional<policy::Refusal>> {
+    replayed = true;
+    conn->close();
+    auto dialed = co_await dial(upstream_dest);
+    if (auto* r = std::get_if<policy::Refusal>(&dialed)) co_return std::move(*r);
+    conn = std::move(std::get<std::unique_ptr<UpstreamConnection>>(dialed));
+    RelayResult again = co_await std::visit(
+        [&](auto& up) {
+          return relay_body(client_, buf_, p, up, render_request_head(plan.method, plan.target, fields, up_framing), pass,
+                            ctx_.idle_timeout, st.audit.bytes_in, true);
+        },
+        conn->stream);
+    if (again.status == RelayStatus::ok) co_return std::nullopt;
+    conn->close();
+    co_return policy::Refusal::make(policy::code::upstream_connect_failed, "writing to the upstream failed: " + again.ec.message())
+        .with_host(upstream_dest.host);
+  };
+  if (sent.status == RelayStatus::write_failed && can_replay()) {
+    std::optional<policy::Refusal> failed = co_await replay();
+    if (failed) co_return co_await refuse(st, *failed, true);
+    sent.status = RelayStatus::ok;
+  }
   if (sent.status != RelayStatus::ok) {
     conn->close();  // never reuse a connection after an error (invariant 10)
     if (sent.status == RelayStatus::refused) co_return co_await refuse(st, *sent.refusal, false);
@@ -511,11 +541,21 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     return r;
   };
   fresh_parser();
+  bool interim = false;  // an interim (1xx) answer came
   for (;;) {
     auto& rp = *rp_slot;
     conn->tcp().expires_after(ctx_.request_timeout);
     auto [ec, n] = co_await std::visit(
         [&](auto& up) { return http::async_read_header(up, conn->buffer, rp, tuple_awaitable); }, conn->stream);
+    // Closed before a byte of the answer: the upstream had closed the reused connection.
+    if (ec && !interim && conn->buffer.size() == 0 && can_replay() &&
+        (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+         ec == net::error::broken_pipe)) {
+      std::optional<policy::Refusal> failed = co_await replay();
+      if (failed) co_return co_await refuse(st, *failed, true);
+      fresh_parser();
+      continue;
+    }
     if (ec) {
       conn->close();
       if (ec == beast::error::timeout)
@@ -529,6 +569,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     if (status >= 100 && status < 200 && status != 101) {
       if (!scrubber.empty()) wipe_field_values(rp.get());  // it may echo what was written
       fresh_parser();  // an interim response: read the next head with a fresh parser
+      interim = true;
       continue;
     }
     break;
@@ -707,6 +748,17 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   else conn->close();
   st.audit.emit();
   co_return keep;
+}
+
+template <class Client>
+net::awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>> Session<Client>::dial(
+    const policy::Destination& d) {
+  auto vetted = co_await ctx_.guard.vet(d);
+  if (auto* r = std::get_if<policy::Refusal>(&vetted)) co_return std::move(*r);
+  auto connected = co_await connect_upstream(d, std::get<VettedAddresses>(vetted), ctx_.upstream_tls, ctx_.connect_timeout);
+  if (auto* r = std::get_if<policy::Refusal>(&connected)) co_return std::move(*r);
+  if (double secs = std::get<ConnectResult>(connected).connect_seconds; secs > 0) observe_upstream_connect(secs);
+  co_return std::move(std::get<ConnectResult>(connected).connection);
 }
 
 template <class Client>

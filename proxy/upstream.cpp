@@ -79,16 +79,20 @@ bool nothing_to_read(tcp::socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-// Still usable. A plain connection was watched while idle (watch()); a TLS one is asked (its
-// stream may hold a record the watch cannot see).
-bool still_open(UpstreamConnection& c) {
+// Still usable. A plain connection was watched while idle (watch()), but the watch knows only
+// what the event loop has reported: an EOF that arrived since is seen by asking (`ask`). A TLS
+// one is always asked (its stream may hold a record the watch cannot see).
+bool still_open(UpstreamConnection& c, bool ask) {
   if (c.buffer.size() != 0) return false;
-  if (c.watch) return !c.watch->readable;
+  if (c.watch && c.watch->readable) return false;
+  if (c.watch && !ask) return true;
   return nothing_to_read(c.tcp().socket());
 }
 
 // Queues a wait for readability on an idle plain connection: EOF or stray bytes complete it
-// while the connection is pooled, and take() skips it without a system call to ask. The wait
+// while the connection is pooled, and take() skips it (a request that can be replayed takes
+// the connection without asking the socket: if it was closed after all, the request goes again
+// on a fresh one, see Session::serve_one). The wait
 // stays queued when the connection is taken: the response read then queues behind it, and Asio
 // neither tries that read speculatively (a recv that finds nothing, as the request has only
 // just gone out) nor re-arms the descriptor; the response completes both.
@@ -105,7 +109,7 @@ void watch(const std::shared_ptr<IdleWatch>& w) {
 }
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view prefix) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view prefix, bool ask) {
   auto now = std::chrono::steady_clock::now();
   for (auto it = idle_.lower_bound(prefix); it != idle_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
     auto& list = it->second;
@@ -113,7 +117,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view prefix) 
       auto c = std::move(list.back().c);
       bool fresh = list.back().expires > now;
       list.pop_back();
-      if (fresh && still_open(*c)) {
+      if (fresh && still_open(*c, ask)) {
         c->reused = true;
         if (c->watch) c->watch->idle = false;
         return c;
@@ -201,10 +205,10 @@ void pool_key(std::string& out, const policy::Destination& d, const tcp::endpoin
 }
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d) {
+std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask) {
   thread_local std::string prefix;
   pool_key_prefix(prefix, d);
-  return UpstreamPool::for_this_thread().take(prefix);
+  return UpstreamPool::for_this_thread().take(prefix, ask);
 }
 
 net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,

@@ -83,7 +83,9 @@ class UpstreamPool {
 
   // An idle connection still open under a key that starts with `prefix` (a destination: any of
   // its vetted addresses); nullptr when there is none.
-  std::unique_ptr<UpstreamConnection> take(std::string_view prefix);
+  // `ask`: also ask the socket (a system call) whether it is still open, beyond what its watch
+  // has seen; the watch only knows what the event loop has reported so far.
+  std::unique_ptr<UpstreamConnection> take(std::string_view prefix, bool ask = true);
   void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout);
 
   SSL_SESSION* session(const std::string& authority) const;  // not owned
@@ -105,7 +107,7 @@ class UpstreamPool {
 // An idle pooled connection to `d`, whichever vetted address it was dialed to: it was vetted
 // then (the egress guard's configuration does not change while sidekey runs), so reusing it
 // needs no second name lookup — a lookup per request would add a DNS round trip to each.
-std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d);
+std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask = true);
 
 // A new connection: dials each vetted address in turn (connect_timeout each) and, for TLS
 // destinations, handshakes with SNI and verification. (A caller that may reuse a connection asks

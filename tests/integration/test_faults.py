@@ -497,6 +497,62 @@ class PooledConnectionTest(FaultBase):
             time.sleep(0.3)  # the FIN reaches sidekey's idle connection (loopback)
             self.second_is_fresh(c)
 
+    def test_upstream_closes_right_after_answering(self):
+        # The next request follows the answer at once: the upstream's FIN and the request reach
+        # sidekey in the same turn of its event loop, or the FIN only after the request went
+        # out on the closed connection. A GET is sent again on a fresh connection (once).
+        def answer_then_close(req, w):
+            Reply(200, b"answer " + req.path.encode())(req, w)
+            return False
+
+        with RawClient(self.sk.proxy_addr, timeout=GUARD) as c:
+            for i in range(20):
+                self.up.next(answer_then_close)
+                path = "/quick/GET/%d" % i
+                r = self.raw(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n" % (self.up.url, path))
+                self.assertEqual((r.status, r.body), (200, b"answer " + path.encode()), r.raw[:300])
+
+    def test_a_post_is_never_sent_twice(self):
+        # A request with a body is not replayed: the pooled connection is asked whether it is
+        # still open before it is used, and where the upstream's close comes after that (the
+        # keep-alive race every proxy has), the answer is a 502, never a second copy upstream.
+        def answer_then_close(req, w):
+            Reply(200, b"answer " + req.path.encode())(req, w)
+            return False
+
+        c = RawClient(self.sk.proxy_addr, timeout=GUARD)
+        try:
+            for i in range(20):
+                self.up.next(answer_then_close)
+                path = "/quick/POST/%d" % i
+                r = self.raw(c, "POST %s%s HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\npayload" % (self.up.url, path))
+                if r.status == 502:
+                    error_of(self, r, 502, "upstream_connect_failed")
+                    if (r.header("Connection") or "").lower() == "close":
+                        c.close()
+                        c = RawClient(self.sk.proxy_addr, timeout=GUARD)
+                else:
+                    self.assertEqual((r.status, r.body), (200, b"answer " + path.encode()), r.raw[:300])
+        finally:
+            c.close()
+        paths = [q.path for q in self.up.requests if q.path.startswith("/quick/POST/")]
+        self.assertEqual(len(paths), len(set(paths)), "a POST went upstream twice: %r" % paths)
+
+    def test_pipelined_requests_after_the_upstream_closed(self):
+        def answer_then_close(req, w):
+            Reply(200, b"answer " + req.path.encode())(req, w)
+            return False
+
+        with RawClient(self.sk.proxy_addr, timeout=GUARD) as c:
+            for i in range(10):
+                self.up.next(answer_then_close, answer_then_close)
+                c.send("GET %s/pipe/%d/a HTTP/1.1\r\nHost: x\r\n\r\nGET %s/pipe/%d/b HTTP/1.1\r\nHost: x\r\n\r\n" % (
+                    self.up.url, i, self.up.url, i))
+                for part in ("a", "b"):
+                    r = c.read_response()
+                    self.seen.append(r.raw.decode("latin-1"))
+                    self.assertEqual((r.status, r.body), (200, ("answer /pipe/%d/%s" % (i, part)).encode()), r.raw[:300])
+
     def test_bytes_nobody_asked_for_on_an_idle_pooled_connection(self):
         sent = threading.Event()
 
