@@ -806,6 +806,13 @@ bool finds(const ScrubSet::Data& automaton, std::string_view text) {
   return found;
 }
 
+// Wipes what a reused scratch string holds: its bytes past size() were wiped by the previous
+// use (or by reserve_wiping when it grew), so a large capacity is not wiped on every call.
+void wipe_used(std::string& s) {
+  secrets::wipe(s.data(), s.size());
+  s.clear();
+}
+
 void append_lower(std::string& out, std::string_view s) {
   for (char c : s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
 }
@@ -818,6 +825,14 @@ bool Scrubber::finds_any(const std::vector<Header>& fields, std::string_view ext
   thread_local std::string values, names;
   values.clear();
   names.clear();
+  // Sized first: a string that grows leaves its old buffer (an echo, maybe) behind unwiped.
+  std::size_t value_bytes = extra.size(), name_bytes = 0;
+  for (const auto& f : fields) {
+    value_bytes += f.value.size() + 1;
+    name_bytes += f.name.size() + 1;
+  }
+  reserve_wiping(values, value_bytes);
+  reserve_wiping(names, name_bytes);
   for (const auto& f : fields) {
     values += f.value;
     values += '\n';
@@ -826,8 +841,8 @@ bool Scrubber::finds_any(const std::vector<Header>& fields, std::string_view ext
   }
   values += extra;
   bool found = finds(*impl_->data, values) || finds(*impl_->set->names_, names);
-  secrets::wipe(values);
-  secrets::wipe(names);
+  wipe_used(values);
+  wipe_used(names);
   return found;
 }
 
@@ -835,9 +850,10 @@ bool Scrubber::drops_name(std::string_view name) {
   if (!impl_ || !impl_->data) return false;
   thread_local std::string lowered;
   lowered.clear();
+  reserve_wiping(lowered, name.size());
   append_lower(lowered, name);
   bool found = finds(*impl_->set->names_, lowered);
-  secrets::wipe(lowered);
+  wipe_used(lowered);
   if (found) ++impl_->replaced;
   return found;
 }
