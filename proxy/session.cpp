@@ -493,6 +493,12 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   // The replay: the reused connection is closed, a fresh one dialed, the head written again.
   bool replayed = false;
   auto can_replay = [&] { return replayable && conn->reused && !replayed; };
+  // What a connection the upstream had closed gives (not a timeout: a slow upstream is no
+  // reason to send the request again).
+  auto closed_by_peer = [](const beast::error_code& ec) {
+    return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+           ec == net::error::broken_pipe;
+  };
   auto replay = [&]() -> net::awaitable<std::optional<policy::Refusal>> {
     replayed = true;
     conn->close();
@@ -510,7 +516,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     co_return policy::Refusal::make(policy::code::upstream_connect_failed, "writing to the upstream failed: " + again.ec.message())
         .with_host(upstream_dest.host);
   };
-  if (sent.status == RelayStatus::write_failed && can_replay()) {
+  if (sent.status == RelayStatus::write_failed && closed_by_peer(sent.ec) && can_replay()) {
     std::optional<policy::Refusal> failed = co_await replay();
     if (failed) co_return co_await refuse(st, *failed, true);
     sent.status = RelayStatus::ok;
@@ -548,9 +554,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     auto [ec, n] = co_await std::visit(
         [&](auto& up) { return http::async_read_header(up, conn->buffer, rp, tuple_awaitable); }, conn->stream);
     // Closed before a byte of the answer: the upstream had closed the reused connection.
-    if (ec && !interim && conn->buffer.size() == 0 && can_replay() &&
-        (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
-         ec == net::error::broken_pipe)) {
+    if (ec && !interim && conn->buffer.size() == 0 && can_replay() && closed_by_peer(ec)) {
       std::optional<policy::Refusal> failed = co_await replay();
       if (failed) co_return co_await refuse(st, *failed, true);
       fresh_parser();
@@ -566,6 +570,19 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
                                         .with_host(upstream_dest.host), true);
     }
     int status = rp.get().result_int();
+    // A 408 before anything else: the upstream closing the idle connection with a courtesy
+    // answer that crossed our request (RFC 9110 15.5.9 lets the client repeat it). A bodyless
+    // request can have timed out nowhere else.
+    if (status == 408 && !interim && can_replay()) {
+      if (!scrubber.empty()) {
+        wipe_field_values(rp.get());
+        wipe_buffer(conn->buffer);
+      }
+      std::optional<policy::Refusal> failed = co_await replay();
+      if (failed) co_return co_await refuse(st, *failed, true);
+      fresh_parser();
+      continue;
+    }
     if (status >= 100 && status < 200 && status != 101) {
       if (!scrubber.empty()) wipe_field_values(rp.get());  // it may echo what was written
       fresh_parser();  // an interim response: read the next head with a fresh parser

@@ -512,6 +512,22 @@ class PooledConnectionTest(FaultBase):
                 r = self.raw(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n" % (self.up.url, path))
                 self.assertEqual((r.status, r.body), (200, b"answer " + path.encode()), r.raw[:300])
 
+    def test_upstream_says_408_and_closes_right_after_answering(self):
+        # A server closing an idle keep-alive connection may first send "408 Request Timeout"
+        # (RFC 9110 15.5.9); it can cross the next request. A GET then goes again on a fresh
+        # connection rather than taking the 408 for its answer.
+        def answer_then_408(req, w):
+            Reply(200, b"answer " + req.path.encode())(req, w)
+            w.send(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            return False
+
+        with RawClient(self.sk.proxy_addr, timeout=GUARD) as c:
+            for i in range(30):
+                self.up.next(answer_then_408)
+                path = "/408/%d" % i
+                r = self.raw(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n" % (self.up.url, path))
+                self.assertEqual((r.status, r.body), (200, b"answer " + path.encode()), r.raw[:300])
+
     def test_a_post_is_never_sent_twice(self):
         # A request with a body is not replayed: the pooled connection is asked whether it is
         # still open before it is used, and where the upstream's close comes after that (the
