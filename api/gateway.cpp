@@ -29,8 +29,9 @@ bool Gateway::forwards(std::string_view target) {
   return true;
 }
 
-net::awaitable<std::optional<proxy::ConnectResult>> Gateway::connect() {
-  if (auto pooled = proxy::take_pooled(dest_)) co_return proxy::ConnectResult{std::move(pooled), 0};
+net::awaitable<std::optional<proxy::ConnectResult>> Gateway::connect(bool ask, bool fresh) {
+  if (!fresh)
+    if (auto pooled = proxy::take_pooled(dest_, ask)) co_return proxy::ConnectResult{std::move(pooled), 0};
   proxy::VettedAddresses addrs;
   if (auto ip = IpAddress::parse(dest_.host)) {
     addrs.endpoints.emplace_back(net::ip::make_address(ip->to_string()), dest_.port);
@@ -85,8 +86,10 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   bool chunked = req.chunked();
   auto length = p.content_length();
   bool had_body = !p.is_done();
+  // As the proxy does (Session::serve_one): a request that can go again is not asked about.
+  const bool replayable = proxy::replayable_request(req.method(), had_body, false);
 
-  auto connected = co_await connect();
+  auto connected = co_await connect(/*ask=*/!replayable);
   if (!connected) co_return co_await answer(client, http::status::bad_gateway, "the agent is not reachable", version, !had_body && client_keep);
   auto conn = std::move(connected->connection);
 
@@ -112,6 +115,32 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
         return proxy::relay_body(client, buffer, p, up, std::move(up_head), pass, opt_.idle_timeout, in_bytes, true);
       },
       conn->stream);
+  // The keep-alive race (see proxy::replayable_request): once, on a fresh connection.
+  bool replayed = false;
+  auto can_replay = [&] { return replayable && conn->reused && !replayed; };
+  auto replay = [&]() -> net::awaitable<bool> {
+    replayed = true;
+    conn->close();
+    auto again = co_await connect(true, /*fresh=*/true);
+    if (!again) co_return false;
+    conn = std::move(again->connection);
+    auto resent = co_await std::visit(
+        [&](auto& up) {
+          return proxy::relay_body(client, buffer, p, up,
+                                   proxy::render_request_head(req.method_string(), base_path_ + std::string(req.target()),
+                                                              headers, up_framing),
+                                   pass, opt_.idle_timeout, in_bytes, true);
+        },
+        conn->stream);
+    if (resent.status == proxy::RelayStatus::ok) co_return true;
+    conn->close();
+    co_return false;
+  };
+  if (sent.status == proxy::RelayStatus::write_failed && proxy::closed_by_peer(sent.ec) && can_replay()) {
+    bool again = co_await replay();
+    if (!again) co_return co_await answer(client, http::status::bad_gateway, "the agent is not reachable", version, false);
+    sent.status = proxy::RelayStatus::ok;
+  }
   if (sent.status != proxy::RelayStatus::ok) {
     conn->close();
     if (sent.status == proxy::RelayStatus::read_failed) co_return false;
@@ -120,6 +149,7 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
 
   // Interim (1xx) answers are read past: the client gets the final one.
   std::optional<http::response_parser<http::buffer_body>> slot;
+  bool interim = false;
   for (;;) {
     auto& r = slot.emplace();
     r.header_limit(static_cast<std::uint32_t>(opt_.max_header_bytes));
@@ -128,6 +158,13 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
     conn->tcp().expires_after(opt_.request_timeout);
     auto [ec, n] = co_await std::visit([&](auto& up) { return http::async_read_header(up, conn->buffer, r, tuple_awaitable); },
                                        conn->stream);
+    // Closed before a byte of the answer, or a 408 idle-close notice that crossed the request.
+    bool crossed = !ec && r.get().result_int() == 408;
+    if ((crossed || (proxy::closed_by_peer(ec) && conn->buffer.size() == 0)) && !interim && can_replay()) {
+      bool again = co_await replay();
+      if (!again) co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
+      continue;
+    }
     if (ec) {
       conn->close();
       co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
@@ -140,6 +177,7 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
                                 version, client_keep);
     }
     if (r.get().result_int() >= 200) break;
+    interim = true;
   }
   auto& rp = *slot;
   auto& res = rp.get();

@@ -39,7 +39,9 @@ class Gateway {
   boost::asio::awaitable<std::optional<int>> task_status(const std::string& task_id);
 
  private:
-  boost::asio::awaitable<std::optional<proxy::ConnectResult>> connect();
+  // A pooled connection to the agent (`ask`: the pool asks the socket whether it is still
+  // open), else a new one; `fresh`: always a new one.
+  boost::asio::awaitable<std::optional<proxy::ConnectResult>> connect(bool ask = true, bool fresh = false);
   policy::Destination dest_;
   std::string base_path_;  // the upstream URL's path without its trailing '/'
   proxy::UpstreamTls& tls_;

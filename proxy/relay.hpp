@@ -182,6 +182,19 @@ std::unique_ptr<policy::Refusal> transform_piece(Transform& transform, std::stri
   return nullptr;
 }
 
+// The keep-alive race: an upstream may close an idle connection just as a request goes out on
+// it. What a request may then be sent again (once, on a fresh connection): no body, not an
+// upgrade, a safe method. And what says the connection was closed under it (never a timeout:
+// a slow upstream is no reason to send a request twice).
+inline bool replayable_request(http::verb method, bool has_body, bool upgrade) {
+  return !has_body && !upgrade &&
+         (method == http::verb::get || method == http::verb::head || method == http::verb::options);
+}
+inline bool closed_by_peer(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+         ec == net::error::broken_pipe;
+}
+
 // A read error that means the peer sent something malformed (as opposed to closing or timing out).
 inline bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_chunk).category() && ec != http::error::end_of_stream &&

@@ -399,9 +399,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   bool upgrade = policy::is_upgrade_request(plan.headers);
   // A request that may go again on a fresh connection when a reused one turns out to have been
   // closed by the upstream before it answered (the keep-alive race): no body, a safe method.
-  const bool replayable = !had_body && !upgrade &&
-                          (req.method() == http::verb::get || req.method() == http::verb::head ||
-                           req.method() == http::verb::options);
+  const bool replayable = replayable_request(req.method(), had_body, upgrade);
 
   // A pooled connection to this destination (vetted when it was dialed), else: resolve once,
   // vet, dial the vetted address. A pooled connection is asked whether it is still open unless
@@ -493,12 +491,6 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   // The replay: the reused connection is closed, a fresh one dialed, the head written again.
   bool replayed = false;
   auto can_replay = [&] { return replayable && conn->reused && !replayed; };
-  // What a connection the upstream had closed gives (not a timeout: a slow upstream is no
-  // reason to send the request again).
-  auto closed_by_peer = [](const beast::error_code& ec) {
-    return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
-           ec == net::error::broken_pipe;
-  };
   auto replay = [&]() -> net::awaitable<std::optional<policy::Refusal>> {
     replayed = true;
     conn->close();

@@ -32,7 +32,7 @@ import uuid
 import requests
 
 from harness import Sidekey, wait_for
-from upstreams import Raw, Upstream
+from upstreams import RawClient, Raw, Reply, Upstream
 
 TESTS_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 AGENT_JS = os.path.join(TESTS_DIR, "e2e_node", "agent.mjs")
@@ -575,6 +575,35 @@ class GatewayTest(unittest.TestCase):
                 agent.next(Raw("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", keep=True))
                 r = s.get(sk.api_url + "/ap/v1/agent/tasks", timeout=TIMEOUT)
                 self.assertEqual((r.status_code, r.text), (200, "{}"))
+
+    def test_agent_that_closes_right_after_answering(self):
+        """The keep-alive race through the gateway: the agent answers, then closes the connection
+        (pipelined GETs make the next request go out before sidekey has seen the close). A GET is
+        sent again, once, on a fresh connection; so is one that got a 408 idle-close notice."""
+        def answer_then_close(req, w):
+            Reply(200, b'{"path":"%s"}' % req.path.encode(), content_type="application/json")(req, w)
+            return False
+
+        def answer_then_408(req, w):
+            Reply(200, b'{"path":"%s"}' % req.path.encode(), content_type="application/json")(req, w)
+            w.send(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            return False
+
+        agent = Upstream(Reply(200, b"{}", content_type="application/json")).start()
+        self.addCleanup(agent.stop)
+        with gateway_sidekey(agent.url) as sk:
+            u = urllib.parse.urlsplit(sk.api_url)
+            with RawClient("%s:%d" % (u.hostname, u.port), timeout=TIMEOUT) as c:
+                for i in range(10):
+                    action = answer_then_close if i % 2 else answer_then_408
+                    agent.next(action, action)
+                    paths = ["/ap/v1/agent/tasks/t%d-%s" % (i, part) for part in ("a", "b")]
+                    c.send("".join("GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % (p, sk.token)
+                                   for p in paths))
+                    for p in paths:
+                        r = c.read_response()
+                        self.assertEqual(r.status, 200, r.raw[:300])
+                        self.assertEqual(json.loads(r.body)["path"], p)
 
     # -- agent down -----------------------------------------------------------------------------
     def test_agent_down_gives_502(self):
