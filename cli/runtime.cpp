@@ -167,7 +167,7 @@ void Runtime::start() {
                               api::Handler handler) {
     auto h = std::make_shared<api::Handler>(std::move(handler));
     return std::make_unique<proxy::Listener>(
-        name, ep, *workers_, tracker_,
+        name, ep, control_, *workers_, tracker_,
         [h, &opts](net::ip::tcp::socket s) { return api::serve_http(std::move(s), opts, *h); },
         [](net::ip::tcp::socket s) -> net::awaitable<void> {
           // Over the connection cap: a polite 503 and close, rather than an unbounded backlog.
@@ -179,7 +179,7 @@ void Runtime::start() {
         });
   };
   proxy_ = std::make_unique<proxy::Listener>(
-      "proxy", cfg_.listen_proxy, *workers_, tracker_,
+      "proxy", cfg_.listen_proxy, control_, *workers_, tracker_,
       [this](net::ip::tcp::socket s) { return proxy::serve_proxy_connection(std::move(s), *proxy_context_); },
       proxy::refuse_overloaded);
   api_ = http_listener("api", cfg_.listen_api, api_options_, api_handler);

@@ -46,9 +46,10 @@ using OverloadHandler = std::function<boost::asio::awaitable<void>(boost::asio::
 class Listener {
  public:
   // Binds at once so that port 0 is resolved before start-up is announced; throws
-  // std::runtime_error naming the listener and address when the bind fails.
-  Listener(std::string name, const config::Endpoint& where, Workers& workers, ConnectionTracker& tracker,
-           ConnectionHandler handler, OverloadHandler overload = {});
+  // std::runtime_error naming the listener and address when the bind fails. Accepts on
+  // `accept_on` (not a worker: see accept_loop) and serves each connection on a worker.
+  Listener(std::string name, const config::Endpoint& where, boost::asio::io_context& accept_on, Workers& workers,
+           ConnectionTracker& tracker, ConnectionHandler handler, OverloadHandler overload = {});
   std::string local_address() const;  // "host:port"
   void start();
   void close();  // stop accepting (graceful shutdown)
