@@ -253,12 +253,11 @@ void Runtime::schedule_heap_trim() {
 void Runtime::shutdown(std::chrono::milliseconds deadline) {
   readiness_.set_not_ready("shutting down");
   tracker_.draining.store(true);
-  // Acceptors live on worker 0: close them there.
-  net::post(workers_->at(0), [this] {
-    proxy_->close();
-    api_->close();
-    admin_->close();
-  });
+  // Acceptors live on the control context, whose thread this is (shutdown is called before
+  // control().run() or after it returned): closed here, no connection is accepted any more.
+  proxy_->close();
+  api_->close();
+  admin_->close();
   if (refresh_timer_) refresh_timer_->cancel();
   if (policy_timer_) policy_timer_->cancel();
   if (trim_timer_) trim_timer_->cancel();

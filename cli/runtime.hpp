@@ -43,11 +43,12 @@ class Runtime {
   const std::filesystem::path& ca_file() const { return trust_.ca; }
   const std::filesystem::path& trust_bundle_file() const { return trust_.trust_bundle; }
 
-  // The control context (main thread): signals, periodic source refresh.
+  // The control context (main thread): signals, periodic source refresh, accepting connections.
   boost::asio::io_context& control() { return control_; }
   // SIGHUP and file changes.
   void reload_policy(const char* why) { policy_->reload(why); }
-  // Stop accepting, wait for in-flight requests (up to `deadline`), stop the workers.
+  // Stop accepting, wait for in-flight requests (up to `deadline`), stop the workers. On the
+  // control context's thread while that context is not running.
   void shutdown(std::chrono::milliseconds deadline);
 
  private:
