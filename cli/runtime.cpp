@@ -72,10 +72,21 @@ void describe_metrics() {
 Runtime::Runtime(config::Config cfg) : cfg_(std::move(cfg)) {}
 
 Runtime::~Runtime() {
+  stop_accepting();
   if (workers_) {
     workers_->stop();
     workers_->join();
   }
+}
+
+void Runtime::stop_accepting() {
+  for (auto* listener : {proxy_.get(), api_.get(), admin_.get()})
+    if (listener) listener->close();
+  // The accept loops end on their closed acceptors: run them to the end here, on the control
+  // thread, while the workers' contexts still exist (a pending accept holds a socket of the
+  // worker it was accepting for, destroyed with the control context otherwise).
+  control_.restart();
+  control_.poll();
 }
 
 void Runtime::start() {
@@ -253,14 +264,12 @@ void Runtime::schedule_heap_trim() {
 void Runtime::shutdown(std::chrono::milliseconds deadline) {
   readiness_.set_not_ready("shutting down");
   tracker_.draining.store(true);
-  // Acceptors live on the control context, whose thread this is (shutdown is called before
-  // control().run() or after it returned): closed here, no connection is accepted any more.
-  proxy_->close();
-  api_->close();
-  admin_->close();
   if (refresh_timer_) refresh_timer_->cancel();
   if (policy_timer_) policy_timer_->cancel();
   if (trim_timer_) trim_timer_->cancel();
+  // Acceptors live on the control context, whose thread this is (shutdown is called before
+  // control().run() or after it returned): closed here, no connection is accepted any more.
+  stop_accepting();
   auto until = std::chrono::steady_clock::now() + deadline;
   while (tracker_.inflight.load() > 0 && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

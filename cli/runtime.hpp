@@ -52,6 +52,7 @@ class Runtime {
   void shutdown(std::chrono::milliseconds deadline);
 
  private:
+  void stop_accepting();  // on the control thread, the control context not running
   void schedule_source_refresh();
   void schedule_policy_watch();
   void schedule_heap_trim();
