@@ -545,8 +545,16 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
     conn->tcp().expires_after(ctx_.request_timeout);
     auto [ec, n] = co_await std::visit(
         [&](auto& up) { return http::async_read_header(up, conn->buffer, rp, tuple_awaitable); }, conn->stream);
-    // Closed before a byte of the answer: the upstream had closed the reused connection.
-    if (ec && !interim && conn->buffer.size() == 0 && can_replay() && closed_by_peer(ec)) {
+    // The reused connection was closed before a byte of the answer, or its first answer is a
+    // 408: the upstream closing the idle connection with a courtesy answer that crossed our
+    // request (RFC 9110 15.5.9 lets the client repeat it; a bodyless request can have timed out
+    // nowhere else).
+    const bool crossed_408 = !ec && rp.get().result_int() == 408;
+    if (!interim && can_replay() && (crossed_408 || (closed_by_peer(ec) && conn->buffer.size() == 0))) {
+      if (crossed_408 && !scrubber.empty()) {
+        wipe_field_values(rp.get());
+        wipe_buffer(conn->buffer);
+      }
       std::optional<policy::Refusal> failed = co_await replay();
       if (failed) co_return co_await refuse(st, *failed, true);
       fresh_parser();
@@ -562,19 +570,6 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
                                         .with_host(upstream_dest.host), true);
     }
     int status = rp.get().result_int();
-    // A 408 before anything else: the upstream closing the idle connection with a courtesy
-    // answer that crossed our request (RFC 9110 15.5.9 lets the client repeat it). A bodyless
-    // request can have timed out nowhere else.
-    if (status == 408 && !interim && can_replay()) {
-      if (!scrubber.empty()) {
-        wipe_field_values(rp.get());
-        wipe_buffer(conn->buffer);
-      }
-      std::optional<policy::Refusal> failed = co_await replay();
-      if (failed) co_return co_await refuse(st, *failed, true);
-      fresh_parser();
-      continue;
-    }
     if (status >= 100 && status < 200 && status != 101) {
       if (!scrubber.empty()) wipe_field_values(rp.get());  // it may echo what was written
       fresh_parser();  // an interim response: read the next head with a fresh parser
@@ -795,15 +790,12 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
     }
   }
   st.audit.decision = "tunnel";
-  auto vetted = co_await ctx_.guard.vet(*dest);
-  if (auto* r = std::get_if<policy::Refusal>(&vetted)) co_return co_await refuse(st, *r, false);
   // A blind tunnel: plain TCP to the vetted address, whatever the client speaks inside.
   policy::Destination raw = *dest;
   raw.tls = false;
-  auto connected = co_await connect_upstream(raw, std::get<VettedAddresses>(vetted), ctx_.upstream_tls, ctx_.connect_timeout);
-  if (auto* r = std::get_if<policy::Refusal>(&connected)) co_return co_await refuse(st, *r, false);
-  auto conn = std::move(std::get<ConnectResult>(connected).connection);
-  if (double s = std::get<ConnectResult>(connected).connect_seconds; s > 0) observe_upstream_connect(s);
+  auto dialed = co_await dial(raw);
+  if (auto* r = std::get_if<policy::Refusal>(&dialed)) co_return co_await refuse(st, *r, false);
+  auto conn = std::move(std::get<std::unique_ptr<UpstreamConnection>>(dialed));
   st.audit.status = 200;
   bool sent_ok = co_await send_raw(client_, connect_established(st));
   if (!sent_ok) co_return false;
