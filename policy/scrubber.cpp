@@ -694,6 +694,13 @@ static std::vector<ScrubPattern> patterns_of(const std::vector<WrittenValue>& wr
   return out;
 }
 
+namespace {
+// Appends `s` in ASCII lower case (into room the caller made: the bytes may be a secret's).
+void append_lower(std::string& out, std::string_view s) {
+  for (char c : s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+}
+}  // namespace
+
 ScrubSet::ScrubSet(const std::vector<ScrubForm>& forms) : data_(std::make_unique<Data>()), names_(std::make_unique<Data>()) {
   data_->build(forms);
   // Field names are case-insensitive (and re-cased on the way, e.g. by HTTP/2 hops): a second
@@ -701,9 +708,9 @@ ScrubSet::ScrubSet(const std::vector<ScrubForm>& forms) : data_(std::make_unique
   std::vector<ScrubForm> lowered;
   lowered.reserve(forms.size());
   for (const auto& f : forms) {
-    std::string bytes(f.bytes.reveal());
-    for (char& c : bytes)
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    std::string bytes;
+    bytes.reserve(f.bytes.size());
+    append_lower(bytes, f.bytes.reveal());
     lowered.push_back({SensitiveString::take(bytes), f.replacement, f.kind});
   }
   names_->build(lowered);
@@ -811,10 +818,6 @@ bool finds(const ScrubSet::Data& automaton, std::string_view text) {
 void wipe_used(std::string& s) {
   secrets::wipe(s.data(), s.size());
   s.clear();
-}
-
-void append_lower(std::string& out, std::string_view s) {
-  for (char c : s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
 }
 }  // namespace
 
