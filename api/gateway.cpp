@@ -3,6 +3,7 @@
 #include <boost/asio/this_coro.hpp>
 
 #include "core/encoding.hpp"
+#include "core/io.hpp"
 #include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "proxy/relay.hpp"
@@ -29,14 +30,14 @@ bool Gateway::forwards(std::string_view target) {
   return true;
 }
 
-net::awaitable<std::optional<proxy::ConnectResult>> Gateway::connect(bool ask, bool fresh) {
+io::Awaitable<std::optional<proxy::ConnectResult>> Gateway::connect(bool ask, bool fresh) {
   if (!fresh)
     if (auto pooled = proxy::take_pooled(dest_, ask)) co_return proxy::ConnectResult{std::move(pooled), 0};
   proxy::VettedAddresses addrs;
   if (auto ip = IpAddress::parse(dest_.host)) {
     addrs.endpoints.emplace_back(net::ip::make_address(ip->to_string()), dest_.port);
   } else {
-    tcp::resolver resolver(co_await net::this_coro::executor);
+    io::Resolver resolver(co_await net::this_coro::executor);
     auto [ec, results] = co_await resolver.async_resolve(dest_.host, std::to_string(dest_.port), tuple_awaitable);
     if (ec) co_return std::nullopt;
     for (const auto& r : results) addrs.endpoints.push_back(r.endpoint());
@@ -49,7 +50,7 @@ net::awaitable<std::optional<proxy::ConnectResult>> Gateway::connect(bool ask, b
 
 namespace {
 template <class Stream>
-net::awaitable<bool> answer(Stream& s, http::status status, std::string_view message, unsigned version, bool keep) {
+io::Awaitable<bool> answer(Stream& s, http::status status, std::string_view message, unsigned version, bool keep) {
   http::response<http::string_body> res{status, version};
   res.set(http::field::content_type, "application/json");
   res.body() = json::text({{"message", std::string(message)}});
@@ -60,7 +61,7 @@ net::awaitable<bool> answer(Stream& s, http::status status, std::string_view mes
 }
 }  // namespace
 
-net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buffer& buffer,
+io::Awaitable<bool> Gateway::forward(io::TcpStream& client, beast::flat_buffer& buffer,
                                       http::request_parser<http::string_body>& header_parser) {
   http::request_parser<http::buffer_body> p{std::move(header_parser)};
   p.body_limit(boost::none);
@@ -118,7 +119,7 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   // The keep-alive race (see proxy::replayable_request): once, on a fresh connection.
   bool replayed = false;
   auto can_replay = [&] { return replayable && conn->reused && !replayed; };
-  auto replay = [&]() -> net::awaitable<bool> {
+  auto replay = [&]() -> io::Awaitable<bool> {
     replayed = true;
     conn->close();
     auto again = co_await connect(true, /*fresh=*/true);
@@ -217,7 +218,7 @@ net::awaitable<bool> Gateway::forward(beast::tcp_stream& client, beast::flat_buf
   co_return keep;
 }
 
-net::awaitable<std::optional<int>> Gateway::task_status(const std::string& task_id) {
+io::Awaitable<std::optional<int>> Gateway::task_status(const std::string& task_id) {
   if (!secrets::valid_task_id(task_id)) co_return 404;
   auto connected = co_await connect();
   if (!connected) co_return std::nullopt;

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "core/io.hpp"
 #include "policy/destination.hpp"
 #include "proxy/upstream.hpp"
 
@@ -31,17 +32,17 @@ class Gateway {
 
   // Streams the request (head already read into `parser`) to the agent and the answer back.
   // Returns whether the client connection may be kept alive.
-  boost::asio::awaitable<bool> forward(boost::beast::tcp_stream& client, boost::beast::flat_buffer& buffer,
+  io::Awaitable<bool> forward(io::TcpStream& client, boost::beast::flat_buffer& buffer,
                                        boost::beast::http::request_parser<boost::beast::http::string_body>& parser);
 
   // The agent's status for GET /ap/v1/agent/tasks/{task_id} (200, 404, …), or nullopt when the
   // agent cannot be reached.
-  boost::asio::awaitable<std::optional<int>> task_status(const std::string& task_id);
+  io::Awaitable<std::optional<int>> task_status(const std::string& task_id);
 
  private:
   // A pooled connection to the agent (`ask`: the pool asks the socket whether it is still
   // open), else a new one; `fresh`: always a new one.
-  boost::asio::awaitable<std::optional<proxy::ConnectResult>> connect(bool ask = true, bool fresh = false);
+  io::Awaitable<std::optional<proxy::ConnectResult>> connect(bool ask = true, bool fresh = false);
   policy::Destination dest_;
   std::string base_path_;  // the upstream URL's path without its trailing '/'
   proxy::UpstreamTls& tls_;

@@ -5,6 +5,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "core/io.hpp"
 #include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "core/random.hpp"
@@ -40,27 +41,27 @@ void wipe_spare(beast::flat_buffer& buffer) {
 }
 }  // namespace
 
-net::awaitable<void> serve_http(net::ip::tcp::socket socket, const HttpServerOptions& opt, const Handler& handler) {
-  beast::tcp_stream stream(std::move(socket));
+io::Awaitable<void> serve_http(io::Socket socket, const HttpServerOptions& opt, const Handler& handler) {
+  io::TcpStream stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
     parser.body_limit(boost::none);  // set below: a streamed request has no limit
     stream.expires_after(opt.idle_timeout);
-    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, io::tuple_awaitable);
     if (ec) {
       if (ec == http::error::header_limit) {
         auto res = message_response(http::status::request_header_fields_too_large, "request header too large");
         res.keep_alive(false);
         res.prepare_payload();
-        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+        co_await http::async_write(stream, res, io::tuple_awaitable);
       } else if (ec != http::error::end_of_stream && ec != beast::error::timeout && ec != net::error::eof &&
                  ec != net::error::connection_reset && ec != net::error::operation_aborted) {
         auto res = message_response(http::status::bad_request, "malformed HTTP request");
         res.keep_alive(false);
         res.prepare_payload();
-        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+        co_await http::async_write(stream, res, io::tuple_awaitable);
       }
       break;
     }
@@ -74,19 +75,19 @@ net::awaitable<void> serve_http(net::ip::tcp::socket socket, const HttpServerOpt
       auto res = message_response(http::status::payload_too_large, "request body too large");
       res.keep_alive(false);
       res.prepare_payload();
-      co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+      co_await http::async_write(stream, res, io::tuple_awaitable);
       break;
     }
     parser.body_limit(opt.body_limit);
     stream.expires_after(opt.request_timeout);
-    std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+    std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, io::tuple_awaitable);
     if (ec) {
       secrets::wipe(parser.get().body());
       if (ec == http::error::body_limit) {
         auto res = message_response(http::status::payload_too_large, "request body too large");
         res.keep_alive(false);
         res.prepare_payload();
-        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+        co_await http::async_write(stream, res, io::tuple_awaitable);
       }
       break;
     }
@@ -106,7 +107,7 @@ net::awaitable<void> serve_http(net::ip::tcp::socket socket, const HttpServerOpt
     res.keep_alive(keep);
     res.prepare_payload();
     stream.expires_after(opt.request_timeout);
-    auto [wec, wn] = co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+    auto [wec, wn] = co_await http::async_write(stream, res, io::tuple_awaitable);
     if (wec || !keep) break;
   }
   beast::error_code ignored;

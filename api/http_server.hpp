@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 
+#include "core/io.hpp"
 #include "proxy/listener.hpp"
 
 namespace sidekey::api {
@@ -21,7 +22,7 @@ using Response = http::response<http::string_body>;
 
 // Takes over a request whose head has been read (the body has not): streams it somewhere and
 // answers. Returns whether the connection may serve another request.
-using StreamHandler = std::function<boost::asio::awaitable<bool>(boost::beast::tcp_stream&, boost::beast::flat_buffer&,
+using StreamHandler = std::function<io::Awaitable<bool>(io::TcpStream&, boost::beast::flat_buffer&,
                                                                  http::request_parser<http::string_body>&)>;
 
 struct HttpServerOptions {
@@ -37,9 +38,9 @@ struct HttpServerOptions {
 
 // The handler may run asynchronously. The request body is wiped after the handler returns
 // (it may hold a secret value).
-using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
+using Handler = std::function<io::Awaitable<Response>(Request&)>;
 
-boost::asio::awaitable<void> serve_http(boost::asio::ip::tcp::socket socket, const HttpServerOptions& options,
+io::Awaitable<void> serve_http(io::Socket socket, const HttpServerOptions& options,
                                         const Handler& handler);
 
 Response json_response(http::status status, const nlohmann::json& body);

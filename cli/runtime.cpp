@@ -15,6 +15,7 @@
 #include "core/files.hpp"
 #include "core/code_pages.hpp"
 #include "core/heap_trim.hpp"
+#include "core/io.hpp"
 #include "core/log.hpp"
 #include "core/yaml_util.hpp"
 #include "core/metrics.hpp"
@@ -126,7 +127,7 @@ void Runtime::start() {
       *policy_, *registry_, proxy::EgressGuard(cfg_.egress_allow_private, cfg_.egress_resolve), *upstream_tls_, tracker_, *cert_cache_,
       cfg_.max_header_bytes, cfg_.connect_timeout, cfg_.idle_timeout, cfg_.request_timeout});
 
-  auto api_handler = [this](api::Request& req) -> net::awaitable<api::Response> {
+  auto api_handler = [this](api::Request& req) -> io::Awaitable<api::Response> {
     api::Response res;
     if (api_token_ && !api::token_matches(*api_token_, req[http::field::authorization], req["X-API-KEY"])) {
       res = api::message_response(http::status::unauthorized, "missing or invalid API token");
@@ -142,7 +143,7 @@ void Runtime::start() {
         res = api::message_response(http::status::not_found, "Unable to find task with the provided id");
       else
         res = co_await net::co_spawn(
-            store_io_, [&]() -> net::awaitable<api::Response> { co_return secrets_api_->handle(req); }, net::use_awaitable);
+            store_io_, [&]() -> net::awaitable<api::Response> { co_return secrets_api_->handle(req); }, io::use_awaitable);
     } else {
       res = api::message_response(http::status::not_found, "Unable to find entity with the provided path");
     }
@@ -156,21 +157,21 @@ void Runtime::start() {
     api_options_.wants_stream = [](const http::request_header<>& h) {
       return !api::SecretsApi::serves(h.target()) && api::Gateway::forwards(h.target());
     };
-    api_options_.stream_handler = [this](beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                         http::request_parser<http::string_body>& parser) -> net::awaitable<bool> {
+    api_options_.stream_handler = [this](io::TcpStream& stream, beast::flat_buffer& buffer,
+                                         http::request_parser<http::string_body>& parser) -> io::Awaitable<bool> {
       auto& h = parser.get();
       if (api_token_ && !api::token_matches(*api_token_, h[http::field::authorization], h["X-API-KEY"])) {
         auto res = api::message_response(http::status::unauthorized, "missing or invalid API token");
         res.set(http::field::www_authenticate, "Bearer");
         res.keep_alive(false);  // the body, if any, is left unread
         res.prepare_payload();
-        co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+        co_await http::async_write(stream, res, io::tuple_awaitable);
         co_return false;
       }
       co_return co_await gateway_->forward(stream, buffer, parser);
     };
   }
-  auto admin_handler = [this](api::Request& req) -> net::awaitable<api::Response> {
+  auto admin_handler = [this](api::Request& req) -> io::Awaitable<api::Response> {
     co_return api::handle_admin(req, readiness_);
   };
 
@@ -179,19 +180,19 @@ void Runtime::start() {
     auto h = std::make_shared<api::Handler>(std::move(handler));
     return std::make_unique<proxy::Listener>(
         name, ep, control_, *workers_, tracker_,
-        [h, &opts](net::ip::tcp::socket s) { return api::serve_http(std::move(s), opts, *h); },
-        [](net::ip::tcp::socket s) -> net::awaitable<void> {
+        [h, &opts](io::Socket s) { return api::serve_http(std::move(s), opts, *h); },
+        [](io::Socket s) -> io::Awaitable<void> {
           // Over the connection cap: a polite 503 and close, rather than an unbounded backlog.
           auto res = api::message_response(http::status::service_unavailable, "too many open connections");
           res.keep_alive(false);
           res.prepare_payload();
-          beast::tcp_stream stream(std::move(s));
-          co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+          io::TcpStream stream(std::move(s));
+          co_await http::async_write(stream, res, io::tuple_awaitable);
         });
   };
   proxy_ = std::make_unique<proxy::Listener>(
       "proxy", cfg_.listen_proxy, control_, *workers_, tracker_,
-      [this](net::ip::tcp::socket s) { return proxy::serve_proxy_connection(std::move(s), *proxy_context_); },
+      [this](io::Socket s) { return proxy::serve_proxy_connection(std::move(s), *proxy_context_); },
       proxy::refuse_overloaded);
   api_ = http_listener("api", cfg_.listen_api, api_options_, api_handler);
   admin_ = http_listener("admin", cfg_.listen_admin, admin_options_, admin_handler);
@@ -221,10 +222,10 @@ void Runtime::every(std::unique_ptr<net::steady_timer>& timer, std::chrono::seco
   timer = std::make_unique<net::steady_timer>(control_);
   net::co_spawn(
       control_,
-      [t = timer.get(), period, tick = std::move(tick)]() -> net::awaitable<void> {
+      [t = timer.get(), period, tick = std::move(tick)]() -> io::Awaitable<void> {
         for (;;) {
           t->expires_after(period);
-          auto [ec] = co_await t->async_wait(net::as_tuple(net::use_awaitable));
+          auto [ec] = co_await t->async_wait(io::tuple_awaitable);
           if (ec) co_return;
           tick();
         }

@@ -5,6 +5,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "core/encoding.hpp"
+#include "core/io.hpp"
 
 namespace sidekey::proxy {
 namespace net = boost::asio;
@@ -76,11 +77,11 @@ std::variant<VettedAddresses, policy::Refusal> EgressGuard::classify(const polic
   return out;
 }
 
-net::awaitable<std::variant<VettedAddresses, policy::Refusal>> EgressGuard::vet(const policy::Destination& d) const {
+io::Awaitable<std::variant<VettedAddresses, policy::Refusal>> EgressGuard::vet(const policy::Destination& d) const {
   if (auto pin = pinned(d)) co_return VettedAddresses{{*pin}, true};  // the operator's explicit choice
   if (auto ip = IpAddress::parse(d.host)) co_return classify(d, {*ip});
-  tcp::resolver resolver(co_await net::this_coro::executor);
-  auto [ec, results] = co_await resolver.async_resolve(d.host, std::to_string(d.port), net::as_tuple(net::use_awaitable));
+  io::Resolver resolver(co_await net::this_coro::executor);
+  auto [ec, results] = co_await resolver.async_resolve(d.host, std::to_string(d.port), io::tuple_awaitable);
   if (ec)
     co_return policy::Refusal::make(policy::code::upstream_connect_failed, "cannot resolve " + d.host + ": " + ec.message())
         .with_host(d.host);

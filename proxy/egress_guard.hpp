@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/io.hpp"
 #include "core/ip.hpp"
 #include "policy/destination.hpp"
 #include "policy/refusal.hpp"
@@ -34,7 +35,7 @@ class EgressGuard {
   std::optional<boost::asio::ip::tcp::endpoint> pinned(const policy::Destination& d) const;
 
   // Pins first; IP literals as they are; names through the resolver, once.
-  boost::asio::awaitable<std::variant<VettedAddresses, policy::Refusal>> vet(const policy::Destination& d) const;
+  io::Awaitable<std::variant<VettedAddresses, policy::Refusal>> vet(const policy::Destination& d) const;
 
  private:
   std::vector<Cidr> allow_private_;

@@ -5,6 +5,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <fcntl.h>
 
+#include "core/io.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 
@@ -59,16 +60,16 @@ void Listener::close() {
 // thread, it stays out of the worker's heap, whose pages a burst of connections then gives back
 // whole once the connections are gone (a worker-thread accept left one such state on each page
 // the connections had used: ~4 KB per connection kept after a burst).
-net::awaitable<void> Listener::accept_loop() {
+io::Awaitable<void> Listener::accept_loop() {
   for (;;) {
     auto& worker = workers_.next();
-    auto [ec, socket] = co_await acceptor_.async_accept(worker, net::as_tuple(net::use_awaitable));
+    auto [ec, socket] = co_await acceptor_.async_accept(worker, io::tuple_awaitable);
     if (ec) {
       if (ec == net::error::operation_aborted || !acceptor_.is_open()) co_return;
       // EMFILE and friends: log, back off briefly, keep serving what is open.
       log::warn("accept_failed", {{"listener", name_}, {"error", ec.message()}});
       net::steady_timer t(acceptor_.get_executor(), std::chrono::milliseconds(50));
-      co_await t.async_wait(net::as_tuple(net::use_awaitable));
+      co_await t.async_wait(io::tuple_awaitable);
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
@@ -83,7 +84,7 @@ namespace sidekey::proxy {
 
 // A member coroutine, not a capturing lambda: the frame must not refer to a lambda object that
 // the accept loop has already destroyed.
-net::awaitable<void> Listener::serve_one(tcp::socket socket, bool over) {
+io::Awaitable<void> Listener::serve_one(io::Socket socket, bool over) {
   static auto& active_gauge = metrics::registry().gauge("sidekey_active_connections");
   const auto now_open = tracker_.active.fetch_add(1, std::memory_order_relaxed) + 1;
   for (auto peak = tracker_.peak.load(std::memory_order_relaxed);

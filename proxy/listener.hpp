@@ -10,6 +10,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "core/io.hpp"
 #include "proxy/workers.hpp"
 
 namespace sidekey::proxy {
@@ -39,9 +40,9 @@ struct InflightGuard {
   ConnectionTracker* t_;
 };
 
-using ConnectionHandler = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::socket)>;
+using ConnectionHandler = std::function<io::Awaitable<void>(io::Socket)>;
 // Called (on the worker) instead of the handler when the cap is reached: answer politely and close.
-using OverloadHandler = std::function<boost::asio::awaitable<void>(boost::asio::ip::tcp::socket)>;
+using OverloadHandler = std::function<io::Awaitable<void>(io::Socket)>;
 
 class Listener {
  public:
@@ -55,14 +56,14 @@ class Listener {
   void close();  // stop accepting (graceful shutdown)
 
  private:
-  boost::asio::awaitable<void> accept_loop();
-  boost::asio::awaitable<void> serve_one(boost::asio::ip::tcp::socket socket, bool over);
+  io::Awaitable<void> accept_loop();
+  io::Awaitable<void> serve_one(io::Socket socket, bool over);
   std::string name_;
   Workers& workers_;
   ConnectionTracker& tracker_;
   ConnectionHandler handler_;
   OverloadHandler overload_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  io::Acceptor acceptor_;
 };
 
 }  // namespace sidekey::proxy

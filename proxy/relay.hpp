@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/io.hpp"
 #include "policy/headers.hpp"
 #include "proxy/head.hpp"
 #include "policy/refusal.hpp"
@@ -30,10 +31,10 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using namespace net::experimental::awaitable_operators;
-inline constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
+using io::tuple_awaitable;
 
 template <class Stream>
-beast::tcp_stream& lowest(Stream& s) {
+io::TcpStream& lowest(Stream& s) {
   return beast::get_lowest_layer(s);
 }
 
@@ -131,7 +132,7 @@ struct Passthrough {
 // here (its records go through the asynchronous path).
 template <class Stream, class Buffers>
 std::size_t write_now(Stream& s, const Buffers& bufs, beast::error_code& ec) {
-  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+  if constexpr (std::is_same_v<Stream, io::TcpStream>) {
     auto& socket = s.socket();
     if (!socket.non_blocking()) {  // once per socket: a synchronous write must never block
       socket.non_blocking(true, ec);
@@ -209,7 +210,7 @@ inline bool is_parse_error(const beast::error_code& ec) {
 // request's first piece, read before dialing so that bad framing is refused before anything goes
 // upstream). With `header_only` (HEAD, 204, 304) nothing follows the head, not even a last chunk.
 template <bool isRequest, class In, class Out, class Transform>
-net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
+io::Awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
                                        Out& out, OutHead out_head, Transform& transform, std::chrono::milliseconds idle,
                                        std::uint64_t& body_bytes, bool identity,
                                        std::optional<std::string_view> prefetched = std::nullopt,
@@ -319,7 +320,7 @@ net::awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http:
 // Blind byte tunnels (CONNECT to an allow rule; protocol upgrades after the handshake).
 
 template <class From, class To>
-net::awaitable<void> pump(From& from, To& to, std::chrono::milliseconds idle, std::uint64_t& bytes) {
+io::Awaitable<void> pump(From& from, To& to, std::chrono::milliseconds idle, std::uint64_t& bytes) {
   std::array<char, 16384> buf;
   for (;;) {
     lowest(from).expires_after(idle);
@@ -339,7 +340,7 @@ net::awaitable<void> pump(From& from, To& to, std::chrono::milliseconds idle, st
 // Like pump(), but every piece read goes through `transform(piece, out) -> bool` first; false
 // ends the pump (and shuts down the writing side).
 template <class From, class To, class Transform>
-net::awaitable<void> pump_through(From& from, To& to, std::chrono::milliseconds idle, std::uint64_t& bytes,
+io::Awaitable<void> pump_through(From& from, To& to, std::chrono::milliseconds idle, std::uint64_t& bytes,
                                   Transform& transform) {
   std::array<char, 16384> buf;
   std::string out;
@@ -363,7 +364,7 @@ net::awaitable<void> pump_through(From& from, To& to, std::chrono::milliseconds 
 }
 
 template <class A, class B>
-net::awaitable<void> tunnel(A& a, B& b, std::chrono::milliseconds idle, std::uint64_t& a_to_b, std::uint64_t& b_to_a) {
+io::Awaitable<void> tunnel(A& a, B& b, std::chrono::milliseconds idle, std::uint64_t& a_to_b, std::uint64_t& b_to_a) {
   co_await (pump(a, b, idle, a_to_b) && pump(b, a, idle, b_to_a));
 }
 

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "core/encoding.hpp"
+#include "core/io.hpp"
 #include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "core/random.hpp"
@@ -53,7 +54,7 @@ std::string render_refusal(const policy::Refusal& r, std::string_view request_id
 }
 
 template <class Stream>
-net::awaitable<bool> send_raw(Stream& s, const std::string& bytes) {
+io::Awaitable<bool> send_raw(Stream& s, const std::string& bytes) {
   auto [ec, n] = co_await net::async_write(s, net::buffer(bytes), tuple_awaitable);
   co_return !ec;
 }
@@ -65,7 +66,7 @@ net::awaitable<bool> send_raw(Stream& s, const std::string& bytes) {
 constexpr std::size_t kIdleBufferBytes = 2048;
 
 template <class Stream>
-net::awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s, beast::flat_buffer& buf,
+io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s, beast::flat_buffer& buf,
                                                                          std::size_t limit) {
   std::size_t searched = 0;
   for (;;) {
@@ -223,7 +224,7 @@ class Session {
       : client_(client), buf_(buf), ctx_(ctx), client_addr_(std::move(client_addr)), intercepted_(std::move(intercepted)) {}
 
   // Serves requests until the connection closes; returns when the client connection is done.
-  net::awaitable<void> run() {
+  io::Awaitable<void> run() {
     for (;;) {
       // The wait for the next head happens here, not in serve_one(): an idle keep-alive
       // connection then holds only this small frame, not serve_one()'s (parsers, relay state).
@@ -238,7 +239,7 @@ class Session {
 
  private:
   // Answers with a refusal; the connection stays open only when the request was fully read.
-  net::awaitable<bool> refuse(RequestState& st, const policy::Refusal& r, bool body_consumed) {
+  io::Awaitable<bool> refuse(RequestState& st, const policy::Refusal& r, bool body_consumed) {
     bool keep = st.client_keep_alive && body_consumed;
     st.audit.status = r.status;
     st.audit.error = r.code;
@@ -249,11 +250,11 @@ class Session {
     co_return ok && keep;
   }
 
-  net::awaitable<bool> serve_one(beast::error_code head_error, std::size_t head_end);
+  io::Awaitable<bool> serve_one(beast::error_code head_error, std::size_t head_end);
   // Resolves once, vets, dials the vetted address (connect_upstream: TLS where the destination says).
-  net::awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>> dial(const policy::Destination& d);
-  net::awaitable<bool> serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p);
-  net::awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
+  io::Awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>> dial(const policy::Destination& d);
+  io::Awaitable<bool> serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p);
+  io::Awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
 
  public:
   // Set when a CONNECT's 200 was sent: run() has returned, and the caller serves the tunnel.
@@ -270,7 +271,7 @@ class Session {
 };
 
 template <class Client>
-net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_t head_end) {
+io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_t head_end) {
   RequestState st;
   st.audit.client = client_addr_;
   if (rec) {
@@ -491,7 +492,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
   // The replay: the reused connection is closed, a fresh one dialed, the head written again.
   bool replayed = false;
   auto can_replay = [&] { return replayable && conn->reused && !replayed; };
-  auto replay = [&]() -> net::awaitable<std::optional<policy::Refusal>> {
+  auto replay = [&]() -> io::Awaitable<std::optional<policy::Refusal>> {
     replayed = true;
     conn->close();
     auto dialed = co_await dial(upstream_dest);
@@ -726,7 +727,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
       }
       if (ok)
         co_await std::visit(
-            [&](auto& up) -> net::awaitable<void> {
+            [&](auto& up) -> io::Awaitable<void> {
               co_await (pump(client_, up, ctx_.idle_timeout, up_bytes) &&
                         pump_through(up, client_, ctx_.idle_timeout, down_bytes, scrub_frames));
             },
@@ -755,7 +756,7 @@ net::awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size
 }
 
 template <class Client>
-net::awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>> Session<Client>::dial(
+io::Awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>> Session<Client>::dial(
     const policy::Destination& d) {
   auto vetted = co_await ctx_.guard.vet(d);
   if (auto* r = std::get_if<policy::Refusal>(&vetted)) co_return std::move(*r);
@@ -766,7 +767,7 @@ net::awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal
 }
 
 template <class Client>
-net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p) {
+io::Awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p) {
   auto target = p.get().target();
   st.audit.scheme = "https";
   auto dest = policy::parse_connect_authority(target);
@@ -783,7 +784,7 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
                                       .with_rule(st.audit.rule).with_host(dest->host), false);
   }
   if (decision.kind == Kind::intercept) {
-    if constexpr (std::is_same_v<Client, beast::tcp_stream>) {
+    if constexpr (std::is_same_v<Client, io::TcpStream>) {
       co_return co_await intercept(st, *dest);
     } else {
       co_return false;  // unreachable: CONNECT inside TLS is refused earlier
@@ -799,14 +800,14 @@ net::awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::requ
   st.audit.status = 200;
   bool sent_ok = co_await send_raw(client_, connect_established(st));
   if (!sent_ok) co_return false;
-  if constexpr (std::is_same_v<Client, beast::tcp_stream>)
+  if constexpr (std::is_same_v<Client, io::TcpStream>)
     handover_ = std::make_unique<Handover::element_type>(BlindTunnel{std::move(conn), std::move(st)});
   co_return false;
 }
 
 // A blind tunnel (Session::handover()): bytes both ways until either side closes; `buf` may hold
 // bytes the client sent right after the CONNECT head (e.g. an eager ClientHello).
-net::awaitable<void> serve_blind_tunnel(beast::tcp_stream& client, beast::flat_buffer& buf, ProxyContext& ctx, BlindTunnel& t) {
+io::Awaitable<void> serve_blind_tunnel(io::TcpStream& client, beast::flat_buffer& buf, ProxyContext& ctx, BlindTunnel& t) {
   auto& up = std::get<UpstreamConnection::Plain>(t.upstream->stream);
   auto& audit = t.st.audit;
   beast::error_code ec;
@@ -827,7 +828,7 @@ net::awaitable<void> serve_blind_tunnel(beast::tcp_stream& client, beast::flat_b
 // CONNECT host (its SNI must name that host), then serve each inner request through the same
 // pipeline with the CONNECT authority as the one destination.
 template <class Client>
-net::awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::Destination& dest) {
+io::Awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::Destination& dest) {
   std::shared_ptr<net::ssl::context> tls_ctx;
   try {
     tls_ctx = ctx_.certs.context_for(dest.host);
@@ -846,7 +847,7 @@ net::awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::
 
 // The TLS side of an intercepted CONNECT (Session::handover()): `tcp` and `buf` (which may
 // hold the start of the ClientHello) become the TLS stream's and the inner session's.
-net::awaitable<void> serve_intercepted(std::optional<beast::tcp_stream>& tcp, beast::flat_buffer& buf, ProxyContext& ctx,
+io::Awaitable<void> serve_intercepted(std::optional<io::TcpStream>& tcp, beast::flat_buffer& buf, ProxyContext& ctx,
                                        const std::string& client_addr, Interception& icpt) {
   TlsStream tls(std::move(*tcp), icpt.tls->native_handle());
   tcp.reset();  // a moved-from tcp_stream keeps its own state block until destroyed
@@ -871,15 +872,15 @@ net::awaitable<void> serve_intercepted(std::optional<beast::tcp_stream>& tcp, be
 }
 }  // namespace
 
-net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ctx) {
+io::Awaitable<void> serve_proxy_connection(io::Socket socket, ProxyContext& ctx) {
   beast::error_code ec;
   auto remote = socket.remote_endpoint(ec);
   std::string client = ec ? "" : remote.address().to_string() + ":" + std::to_string(remote.port());
-  std::optional<beast::tcp_stream> stream(std::in_place, std::move(socket));
+  std::optional<io::TcpStream> stream(std::in_place, std::move(socket));
   beast::flat_buffer buf;
   Handover handover;
   {
-    Session<beast::tcp_stream> session(*stream, buf, ctx, client, std::nullopt);
+    Session<io::TcpStream> session(*stream, buf, ctx, client, std::nullopt);
     co_await session.run();
     handover = std::move(session.handover());
   }
@@ -892,7 +893,7 @@ net::awaitable<void> serve_proxy_connection(tcp::socket socket, ProxyContext& ct
   stream->socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
-net::awaitable<void> refuse_overloaded(tcp::socket socket) {
+io::Awaitable<void> refuse_overloaded(io::Socket socket) {
   static const std::string kBusy =
       render_refusal(policy::Refusal{"overloaded", 503, "too many open connections", "", "", ""}, "-", 11, false);
   co_await net::async_write(socket, net::buffer(kBusy), tuple_awaitable);

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "certs/cert_cache.hpp"
+#include "core/io.hpp"
 #include "proxy/egress_guard.hpp"
 #include "proxy/listener.hpp"
 #include "proxy/policy_holder.hpp"
@@ -27,9 +28,9 @@ struct ProxyContext {
   std::chrono::milliseconds connect_timeout{10000}, idle_timeout{60000}, request_timeout{300000};
 };
 
-boost::asio::awaitable<void> serve_proxy_connection(boost::asio::ip::tcp::socket socket, ProxyContext& ctx);
+io::Awaitable<void> serve_proxy_connection(io::Socket socket, ProxyContext& ctx);
 
 // Over the connection cap: a 503 with the JSON error, then close.
-boost::asio::awaitable<void> refuse_overloaded(boost::asio::ip::tcp::socket socket);
+io::Awaitable<void> refuse_overloaded(io::Socket socket);
 
 }  // namespace sidekey::proxy

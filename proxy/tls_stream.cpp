@@ -12,10 +12,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/io.hpp"
+
 namespace sidekey::proxy {
 namespace {
 
-constexpr auto as_tuple_awaitable = net::as_tuple(net::use_awaitable);
+constexpr auto as_tuple_awaitable = io::tuple_awaitable;
 // A read from the socket while data is streaming: a whole TLS record (16 KB of plaintext plus
 // its overhead) fits.
 constexpr std::size_t kInputBytes = 16 * 1024 + 512;
@@ -29,7 +31,7 @@ constexpr std::size_t kMaxWriteBytes = 64 * 1024;
 }  // namespace
 
 struct TlsStream::State {
-  beast::tcp_stream tcp;
+  io::TcpStream tcp;
   SSL* ssl = nullptr;
   // Ciphertext received and not yet taken by OpenSSL: [in_begin, in_end) of `in` (in_size
   // bytes), which exists only while it holds bytes or a read waits for them.
@@ -44,10 +46,10 @@ struct TlsStream::State {
   // peer's handshake records during a TLS 1.2 renegotiation) and shares its result.
   bool receiving = false, sending = false;
   beast::error_code receive_error, send_error;
-  std::unique_ptr<net::steady_timer> received, sent;  // wake-ups, made when first needed
+  std::unique_ptr<io::Timer> received, sent;  // wake-ups, made when first needed
   bool failed = false;  // a fatal TLS error: no close_notify then
 
-  explicit State(beast::tcp_stream&& t) : tcp(std::move(t)) {}
+  explicit State(io::TcpStream&& t) : tcp(std::move(t)) {}
   ~State() {
     if (ssl) SSL_free(ssl);  // frees the BIO too
   }
@@ -66,14 +68,14 @@ struct TlsStream::State {
     in_begin = in_end = 0;
   }
 
-  net::awaitable<void> wait(std::unique_ptr<net::steady_timer>& timer) {
-    if (!timer) timer = std::make_unique<net::steady_timer>(tcp.get_executor());
-    timer->expires_at(net::steady_timer::time_point::max());
+  io::Awaitable<void> wait(std::unique_ptr<io::Timer>& timer) {
+    if (!timer) timer = std::make_unique<io::Timer>(tcp.get_executor());
+    timer->expires_at(io::Timer::time_point::max());
     co_await timer->async_wait(as_tuple_awaitable);
   }
 
   // Reads more ciphertext from the socket (OpenSSL asked for more: it took all of `in`).
-  net::awaitable<beast::error_code> fill() {
+  io::Awaitable<beast::error_code> fill() {
     if (receiving) {  // the other op is reading: what it gets serves both
       co_await wait(received);
       co_return receive_error;
@@ -98,7 +100,7 @@ struct TlsStream::State {
   }
 
   // Sends what OpenSSL produced; when the other op is sending, waits for it to send this too.
-  net::awaitable<beast::error_code> flush() {
+  io::Awaitable<beast::error_code> flush() {
     while (sending) {
       co_await wait(sent);
       if (out.empty()) co_return send_error;
@@ -189,7 +191,7 @@ const BIO_METHOD* bio_method() {
 
 }  // namespace
 
-TlsStream::TlsStream(beast::tcp_stream&& tcp, SSL_CTX* ctx) : s_(std::make_shared<State>(std::move(tcp))) {
+TlsStream::TlsStream(io::TcpStream&& tcp, SSL_CTX* ctx) : s_(std::make_shared<State>(std::move(tcp))) {
   s_->ssl = SSL_new(ctx);
   BIO* bio = s_->ssl ? BIO_new(bio_method()) : nullptr;
   if (!bio) throw std::runtime_error("cannot create a TLS connection (out of memory?)");
@@ -219,10 +221,10 @@ void TlsStream::close_socket() noexcept {
 }
 
 TlsStream::executor_type TlsStream::get_executor() noexcept { return s_->tcp.get_executor(); }
-beast::tcp_stream& TlsStream::next_layer() noexcept { return s_->tcp; }
+io::TcpStream& TlsStream::next_layer() noexcept { return s_->tcp; }
 SSL* TlsStream::native_handle() noexcept { return s_->ssl; }
 
-net::awaitable<beast::error_code> TlsStream::handshake(Role role, net::const_buffer already_read) {
+io::Awaitable<beast::error_code> TlsStream::handshake(Role role, net::const_buffer already_read) {
   const auto keep = s_;
   State& s = *keep;
   if (role == Role::server) SSL_set_accept_state(s.ssl);
@@ -250,7 +252,7 @@ net::awaitable<beast::error_code> TlsStream::handshake(Role role, net::const_buf
   }
 }
 
-net::awaitable<beast::error_code> TlsStream::shutdown() {
+io::Awaitable<beast::error_code> TlsStream::shutdown() {
   const auto keep = s_;
   State& s = *keep;
   if (s.failed || SSL_in_init(s.ssl)) co_return beast::error_code{};
@@ -260,7 +262,7 @@ net::awaitable<beast::error_code> TlsStream::shutdown() {
   co_return co_await s.flush();
 }
 
-net::awaitable<TlsStream::Result> TlsStream::read_some(std::shared_ptr<State> keep, net::mutable_buffer into) {
+io::Awaitable<TlsStream::Result> TlsStream::read_some(std::shared_ptr<State> keep, net::mutable_buffer into) {
   State& s = *keep;
   if (into.size() == 0) co_return Result{};
   for (;;) {
@@ -289,7 +291,7 @@ net::awaitable<TlsStream::Result> TlsStream::read_some(std::shared_ptr<State> ke
   }
 }
 
-net::awaitable<TlsStream::Result> TlsStream::write_some(std::shared_ptr<State> keep, Pieces pieces, std::size_t count) {
+io::Awaitable<TlsStream::Result> TlsStream::write_some(std::shared_ptr<State> keep, Pieces pieces, std::size_t count) {
   State& s = *keep;
   std::size_t total = 0;
   for (std::size_t i = 0; i < count && total < kMaxWriteBytes;) {

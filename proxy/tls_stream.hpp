@@ -1,5 +1,5 @@
 #pragma once
-// TLS over a beast::tcp_stream, for intercepted client connections and upstream TLS.
+// TLS over a io::TcpStream, for intercepted client connections and upstream TLS.
 //
 // Why not asio::ssl::stream: it holds four 17 KB buffers per connection for the connection's
 // whole life (two vectors of its own and OpenSSL's BIO pair) — 71 KB of the ~87 KB an idle
@@ -29,6 +29,8 @@
 #include <tuple>
 #include <utility>
 
+#include "core/io.hpp"
+
 namespace sidekey::proxy {
 
 namespace net = boost::asio;
@@ -36,27 +38,27 @@ namespace beast = boost::beast;
 
 class TlsStream {
  public:
-  using executor_type = beast::tcp_stream::executor_type;
-  using next_layer_type = beast::tcp_stream;
+  using executor_type = io::Executor;
+  using next_layer_type = io::TcpStream;
   enum class Role { client, server };
   using Result = std::tuple<beast::error_code, std::size_t>;
 
   // The SSL object is made from `ctx` at once (std::runtime_error when OpenSSL cannot); set SNI
   // and verification on native_handle() before the handshake.
-  TlsStream(beast::tcp_stream&& tcp, SSL_CTX* ctx);
+  TlsStream(io::TcpStream&& tcp, SSL_CTX* ctx);
   TlsStream(TlsStream&&) noexcept;
   TlsStream& operator=(TlsStream&&) noexcept;
   ~TlsStream();
 
   executor_type get_executor() noexcept;
-  beast::tcp_stream& next_layer() noexcept;
+  io::TcpStream& next_layer() noexcept;
   SSL* native_handle() noexcept;
 
   // `already_read`: bytes of the peer's first flight that arrived with an earlier read (a
   // ClientHello sent right behind the CONNECT head).
-  net::awaitable<beast::error_code> handshake(Role role, net::const_buffer already_read = {});
+  io::Awaitable<beast::error_code> handshake(Role role, net::const_buffer already_read = {});
   // Sends close_notify (unless the connection failed); does not wait for the peer's.
-  net::awaitable<beast::error_code> shutdown();
+  io::Awaitable<beast::error_code> shutdown();
 
   template <class MutableBufferSequence, class Token>
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
@@ -88,16 +90,16 @@ class TlsStream {
   // or destroyed while the operation is pending (destroying the stream closes the socket: the
   // operation then fails).
   void close_socket() noexcept;
-  static net::awaitable<Result> read_some(std::shared_ptr<State> s, net::mutable_buffer into);
-  static net::awaitable<Result> write_some(std::shared_ptr<State> s, Pieces pieces, std::size_t count);
+  static io::Awaitable<Result> read_some(std::shared_ptr<State> s, net::mutable_buffer into);
+  static io::Awaitable<Result> write_some(std::shared_ptr<State> s, Pieces pieces, std::size_t count);
 
   // Runs `op` as an asynchronous operation with the completion signature Beast expects. The
   // handler's executor, cancellation slot and allocator are the operation's; the handler never
   // runs inside this call (co_spawn posts a completion that did not suspend).
   template <class Token>
-  auto start(net::awaitable<Result> op, Token&& token) {
+  auto start(io::Awaitable<Result> op, Token&& token) {
     return net::async_initiate<Token, void(beast::error_code, std::size_t)>(
-        [ex = get_executor()](auto handler, net::awaitable<Result> op) {
+        [ex = get_executor()](auto handler, io::Awaitable<Result> op) {
           auto handler_ex = net::get_associated_executor(handler, ex);
           auto slot = net::get_associated_cancellation_slot(handler);
           auto alloc = net::get_associated_allocator(handler);

@@ -9,6 +9,7 @@
 
 #include <charconv>
 
+#include "core/io.hpp"
 #include "core/log.hpp"
 
 namespace sidekey::proxy {
@@ -42,8 +43,8 @@ int UpstreamTls::authority_index() {
   return index;
 }
 
-beast::tcp_stream& UpstreamConnection::tcp() {
-  return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(s); }, stream);
+io::TcpStream& UpstreamConnection::tcp() {
+  return std::visit([](auto& s) -> io::TcpStream& { return beast::get_lowest_layer(s); }, stream);
 }
 
 UpstreamConnection::~UpstreamConnection() {
@@ -73,7 +74,7 @@ UpstreamPool::~UpstreamPool() {
 
 namespace {
 // Nothing to read right now: no EOF and no unexpected bytes (a response nobody asked for).
-bool nothing_to_read(tcp::socket& s) {
+bool nothing_to_read(io::Socket& s) {
   char b;
   ssize_t n = ::recv(s.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -211,7 +212,7 @@ std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bo
   return UpstreamPool::for_this_thread().take(prefix, ask);
 }
 
-net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
+io::Awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
                                                                               const VettedAddresses& addresses,
                                                                               UpstreamTls& tls,
                                                                               std::chrono::milliseconds connect_timeout) {
@@ -223,9 +224,9 @@ net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(co
   bool timed_out = false;
   for (const auto& ep : addresses.endpoints) {
     std::unique_ptr<std::string> authority_holder;
-    beast::tcp_stream stream(executor);
+    io::TcpStream stream(executor);
     stream.expires_after(connect_timeout);
-    auto [ec] = co_await stream.async_connect(ep, net::as_tuple(net::use_awaitable));
+    auto [ec] = co_await stream.async_connect(ep, io::tuple_awaitable);
     if (ec) {
       timed_out |= ec == beast::error::timeout;
       last_error = ec.message();

@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/io.hpp"
 #include "policy/destination.hpp"
 #include "policy/refusal.hpp"
 #include "proxy/egress_guard.hpp"
@@ -52,7 +53,7 @@ struct IdleWatch {
 };
 
 struct UpstreamConnection {
-  using Plain = beast::tcp_stream;
+  using Plain = io::TcpStream;
   using Tls = TlsStream;
   // Declared before the stream so that it outlives the SSL object that points at it.
   std::unique_ptr<std::string> authority;  // "host:port", for the new-session callback
@@ -67,7 +68,7 @@ struct UpstreamConnection {
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
   ~UpstreamConnection();
-  beast::tcp_stream& tcp();
+  io::TcpStream& tcp();
   void close();
 };
 
@@ -112,7 +113,7 @@ std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bo
 // A new connection: dials each vetted address in turn (connect_timeout each) and, for TLS
 // destinations, handshakes with SNI and verification. (A caller that may reuse a connection asks
 // take_pooled() first; a CONNECT tunnel never does.)
-net::awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
+io::Awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
                                                                               const VettedAddresses& addresses,
                                                                               UpstreamTls& tls,
                                                                               std::chrono::milliseconds connect_timeout);

@@ -31,6 +31,7 @@
 #include "certs/trust_bundle.hpp"
 #include "config/config.hpp"
 #include "core/files.hpp"
+#include "core/io.hpp"
 #include "core/metrics.hpp"
 
 namespace fs = std::filesystem;
@@ -666,13 +667,13 @@ BOOST_AUTO_TEST_CASE(asio_ssl_stream_over_tcp) {
   client_ctx.set_verify_mode(net::ssl::verify_peer);
   net::io_context io;
   tcp::acceptor acceptor(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
-  tcp::socket accepted(io);
+  sidekey::io::Socket accepted(io);
   beast::error_code server_ec{net::error::would_block}, client_ec{net::error::would_block};
   std::string server_alpn;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> server;
+  std::unique_ptr<beast::ssl_stream<sidekey::io::TcpStream>> server;
   acceptor.async_accept(accepted, [&](beast::error_code ec) {
     BOOST_REQUIRE(!ec);
-    server = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(beast::tcp_stream(std::move(accepted)), *server_ctx);
+    server = std::make_unique<beast::ssl_stream<sidekey::io::TcpStream>>(sidekey::io::TcpStream(std::move(accepted)), *server_ctx);
     server->async_handshake(net::ssl::stream_base::server, [&](beast::error_code e) {
       server_ec = e;
       const unsigned char* sel = nullptr;
@@ -681,7 +682,7 @@ BOOST_AUTO_TEST_CASE(asio_ssl_stream_over_tcp) {
       server_alpn.assign(reinterpret_cast<const char*>(sel), len);
     });
   });
-  beast::ssl_stream<beast::tcp_stream> client(io, client_ctx);
+  beast::ssl_stream<sidekey::io::TcpStream> client(io, client_ctx);
   SSL_set_tlsext_host_name(client.native_handle(), "localhost");
   client.set_verify_callback(net::ssl::host_name_verification("localhost"));
   static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};

@@ -20,6 +20,7 @@
 
 #include "certs/ca.hpp"
 #include "certs/leaf.hpp"
+#include "core/io.hpp"
 #include "proxy/tls_stream.hpp"
 
 namespace net = boost::asio;
@@ -31,7 +32,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr auto tup = net::as_tuple(net::use_awaitable);
+constexpr auto tup = sidekey::io::tuple_awaitable;
 
 struct Keys {
   CertificateAuthority::Ptr ca = CertificateAuthority::generate();
@@ -66,14 +67,14 @@ struct Listener {
   tcp::acceptor acceptor{io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)};
   tcp::endpoint endpoint() const { return acceptor.local_endpoint(); }
   int accept_fd() {
-    tcp::socket s(io);
+    sidekey::io::Socket s(io);
     acceptor.accept(s);
     return s.release();
   }
 };
 
-net::awaitable<beast::tcp_stream> connect_to(tcp::endpoint ep) {
-  beast::tcp_stream t(co_await net::this_coro::executor);
+sidekey::io::Awaitable<sidekey::io::TcpStream> connect_to(tcp::endpoint ep) {
+  sidekey::io::TcpStream t(co_await net::this_coro::executor);
   t.expires_after(10s);
   auto [ec] = co_await t.async_connect(ep, tup);
   BOOST_REQUIRE(!ec);
@@ -94,7 +95,7 @@ std::thread tls_server_thread(Listener& l, SSL_CTX* ctx, Body body) {
 }
 
 // A client TlsStream to `ep` that completed its handshake, verifying "localhost".
-net::awaitable<TlsStream> verified_client(tcp::endpoint ep, SSL_CTX* ctx) {
+sidekey::io::Awaitable<TlsStream> verified_client(tcp::endpoint ep, SSL_CTX* ctx) {
   TlsStream tls(co_await connect_to(ep), ctx);
   SSL_set_tlsext_host_name(tls.native_handle(), "localhost");
   SSL_set1_host(tls.native_handle(), "localhost");
@@ -135,10 +136,10 @@ BOOST_AUTO_TEST_CASE(renegotiation_during_concurrent_read_and_write) {
   net::io_context io;
   long sent = 0, received = 0;
   beast::error_code write_error, read_end;
-  net::co_spawn(io, [&]() -> net::awaitable<void> {
+  net::co_spawn(io, [&]() -> sidekey::io::Awaitable<void> {
     TlsStream tls = co_await verified_client(ep, cctx);
     using namespace net::experimental::awaitable_operators;
-    auto reader = [&]() -> net::awaitable<void> {
+    auto reader = [&]() -> sidekey::io::Awaitable<void> {
       char b[1000];
       for (;;) {
         auto [ec, n] = co_await tls.async_read_some(net::buffer(b), tup);
@@ -149,7 +150,7 @@ BOOST_AUTO_TEST_CASE(renegotiation_during_concurrent_read_and_write) {
         }
       }
     };
-    auto writer = [&]() -> net::awaitable<void> {
+    auto writer = [&]() -> sidekey::io::Awaitable<void> {
       const std::string chunk(4000, 'a');
       while (sent < kTotal) {
         auto [ec, n] = co_await net::async_write(tls, net::buffer(chunk), tup);
@@ -158,7 +159,7 @@ BOOST_AUTO_TEST_CASE(renegotiation_during_concurrent_read_and_write) {
           write_error = ec;
           co_return;
         }
-        net::steady_timer pause(co_await net::this_coro::executor, 1ms);  // let the reader run between writes
+        sidekey::io::Timer pause(co_await net::this_coro::executor, 1ms);  // let the reader run between writes
         co_await pause.async_wait(tup);
       }
     };
@@ -211,13 +212,13 @@ BOOST_AUTO_TEST_CASE(concurrent_failing_handshakes_report_their_own_errors) {
   std::vector<long> verify_results(kTls, X509_V_OK);
   beast::error_code plain_error;
   for (int i = 0; i < kTls; ++i)
-    net::co_spawn(io, [&, i]() -> net::awaitable<void> {
+    net::co_spawn(io, [&, i]() -> sidekey::io::Awaitable<void> {
       TlsStream tls(co_await connect_to(tls_ep), untrusting);
       SSL_set_tlsext_host_name(tls.native_handle(), "localhost");
       tls_errors[i] = co_await tls.handshake(TlsStream::Role::client);
       verify_results[i] = SSL_get_verify_result(tls.native_handle());
     }, net::detached);
-  net::co_spawn(io, [&]() -> net::awaitable<void> {
+  net::co_spawn(io, [&]() -> sidekey::io::Awaitable<void> {
     TlsStream tls(co_await connect_to(plain_ep), untrusting);
     plain_error = co_await tls.handshake(TlsStream::Role::client);
   }, net::detached);
@@ -252,7 +253,7 @@ BOOST_AUTO_TEST_CASE(end_of_stream_close_notify_or_truncation) {
     net::io_context io;
     std::string echoed;
     beast::error_code end;
-    net::co_spawn(io, [&]() -> net::awaitable<void> {
+    net::co_spawn(io, [&]() -> sidekey::io::Awaitable<void> {
       TlsStream tls = co_await verified_client(ep, cctx);
       auto [wec, wn] = co_await net::async_write(tls, net::buffer(std::string_view("ping")), tup);
       BOOST_REQUIRE(!wec);
@@ -291,7 +292,7 @@ BOOST_AUTO_TEST_CASE(destroying_the_stream_ends_a_pending_read) {
   net::io_context io;
   bool completed = false;
   beast::error_code read_error;
-  net::co_spawn(io, [&]() -> net::awaitable<void> {
+  net::co_spawn(io, [&]() -> sidekey::io::Awaitable<void> {
     auto tls = std::make_unique<TlsStream>(co_await verified_client(ep, cctx));
     tls->next_layer().expires_never();
     static char b[64];
@@ -299,7 +300,7 @@ BOOST_AUTO_TEST_CASE(destroying_the_stream_ends_a_pending_read) {
       completed = true;
       read_error = ec;
     });
-    net::steady_timer pause(co_await net::this_coro::executor, 50ms);
+    sidekey::io::Timer pause(co_await net::this_coro::executor, 50ms);
     co_await pause.async_wait(tup);
     tls.reset();
   }, net::detached);

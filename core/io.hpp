@@ -1,0 +1,35 @@
+#pragma once
+// The types every coroutine and socket of the server is written with.
+//
+// Every connection lives on one worker's io_context, so its coroutines, sockets and timers name
+// that executor type outright rather than Asio's default, the type-erased any_io_executor: each
+// operation copies, tracks and dispatches through its executor several times, and the erased
+// one pays an indirect call and a wrapper object for each (measured with bench/instructions).
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+namespace sidekey::io {
+
+using Executor = boost::asio::io_context::executor_type;
+
+template <class T = void>
+using Awaitable = boost::asio::awaitable<T, Executor>;
+
+using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Executor>;
+using Acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Executor>;
+using Resolver = boost::asio::ip::basic_resolver<boost::asio::ip::tcp, Executor>;
+using Timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
+                                                boost::asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using TcpStream = boost::beast::basic_stream<boost::asio::ip::tcp, Executor>;
+
+inline constexpr boost::asio::use_awaitable_t<Executor> use_awaitable;
+// Completion as a tuple (error first): failures are values to branch on, not exceptions.
+inline constexpr auto tuple_awaitable = boost::asio::as_tuple(use_awaitable);
+
+}  // namespace sidekey::io
