@@ -636,7 +636,10 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // Searched all at once first: most heads hold nothing to scrub, and then no field is searched
   // (or copied) on its own. A match that only spans two fields is a false alarm the per-field
   // pass then settles.
-  if (scrubbing && scrubber.finds_any(res_headers, reason)) {
+  // Nothing found: no field, and no byte of the head in the connection's buffer, holds what was
+  // written, and none of them needs wiping either.
+  const bool head_echo = scrubbing && scrubber.finds_any(res_headers, reason);
+  if (head_echo) {
     // A field name cannot carry the reference ('{' is not a token character): a field whose
     // name holds a form of what was written is dropped.
     thread_local std::string clean;  // only ever holds scrubbed text; its storage is reused
@@ -681,7 +684,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   std::string_view connection;
   if (!switching) connection = st.version == 10 ? (keep ? "keep-alive" : "") : (keep ? "" : "close");
   OutHead down_head = render_response_head(st.version, res.result_int(), reason, res_headers, down_framing, connection);
-  if (scrubbing) {  // the upstream's values may have echoed a secret: wipe both copies
+  if (head_echo) {  // the upstream's values echoed a secret: wipe both copies
     for (auto& h : res_headers) secrets::wipe(h.value);
     wipe_field_values(res);
   }
@@ -700,7 +703,10 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   st.audit.scrubbed = scrubber.replaced();
   bool reusable = got.status == RelayStatus::ok && rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0;
   // The buffer held the response before scrubbing (after a switch it holds the first frames).
-  if (scrubbing && !switching) wipe_buffer(conn->buffer);
+  // It is left as it is only when all of it went through the scrubber, which found nothing.
+  const bool all_clean = got.status == RelayStatus::ok && conn->buffer.size() == 0 && !head_echo &&
+                         scrubber.replaced() == 0;
+  if (scrubbing && !switching && !all_clean) wipe_buffer(conn->buffer);
   if (got.status != RelayStatus::ok) {
     conn->close();
     st.audit.error = got.status == RelayStatus::read_failed ? "upstream_aborted" : "client_aborted";
