@@ -1008,6 +1008,50 @@ class UpstreamTlsFaultTest(unittest.TestCase):
         recs = [a for a in audit_records(self.sk) if a.get("path") == "/cut"]
         self.assertEqual(recs[0]["error"], "upstream_aborted")
 
+    def test_reused_connection_closed_without_close_notify_is_tried_again(self):
+        # A TLS upstream that ends an idle keep-alive connection with a bare TCP close (no
+        # close_notify, as many do) just as sidekey reuses it: the read sees a truncated stream
+        # before a byte of the answer. A GET goes again, once, on a fresh connection.
+        good = self.ups["good"]
+
+        def vanish_on_reuse(req, w):
+            if req.index_on_conn > 0:
+                return False  # reads the request, answers nothing, closes without close_notify
+            Reply(200, b"answer " + req.path.encode())(req, w)
+            return True
+
+        usual = good.handler
+        good.handler = vanish_on_reuse
+        try:
+            self.each_way_twice(good)
+        finally:
+            good.handler = usual  # tearDown checks the good upstream still answers
+
+    def each_way_twice(self, good):
+        for how, host in (("upgrade_tls", "good.test"), ("interception", "reset.test")):
+            with self.subTest(via=how):
+                if how == "upgrade_tls":
+                    c = RawClient(self.sk.proxy_addr, timeout=GUARD)
+                    self.clients.append(c)
+                    send = lambda path: c.send("GET http://%s%s HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, path, host))
+                    read = c.read_response
+                else:
+                    c, status, resp = open_tunnel(self.sk.proxy_addr, host + ":443")
+                    self.clients.append(c)
+                    self.assertEqual(status, 200, resp)
+                    t = tls_over(c, self.sk_ca, server_hostname=host)
+                    self.clients.append(t)
+                    send = lambda path: t.send("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host))
+                    read = t.read_response
+                for path in ("/%s/first" % how, "/%s/second" % how):
+                    send(path)
+                    r = read()
+                    self.seen.append(r.raw.decode("latin-1"))
+                    self.assertEqual((r.status, r.body), (200, b"answer " + path.encode()), r.raw[:300])
+                second = [q for q in good.requests if q.path == "/%s/second" % how]
+                self.assertEqual([q.index_on_conn for q in second], [1, 0],
+                                 "sent on the reused connection, then once on a fresh one")
+
 
 if __name__ == "__main__":
     unittest.main()
