@@ -1,23 +1,30 @@
-// The program's operator new and sized operator delete: small blocks are kept per thread for
-// reuse, in front of malloc.
+// The program's operator new and sized operator delete: blocks up to 16 KB are kept per thread
+// for reuse, in front of malloc.
 //
-// Why: a proxied request allocates some 30 small blocks (header fields, the rewrite plan's and
-// the audit record's strings, the parsers' storage) and frees them all when it ends. glibc's own
-// per-thread cache keeps 7 blocks per size; the rest of each request's blocks went through its
-// bins (and were consolidated whenever a large block was asked for), about a sixth of the
-// request path's user-space instructions (bench/instructions, profile doc "Session 7"). Here a
-// thread keeps up to kDepth blocks of each size class up to 248 bytes (the sizes glibc's chunks
-// hold: 24, 40, 56, ... so a block is no larger than malloc would have made it): at most 64 KB
-// per thread, given back at the thread's exit.
+// Why: a proxied request allocates some 40 blocks (header fields, the rewrite plan's and the
+// audit record's strings, the parsers' storage, its coroutine frames: Asio's own frame cache is
+// built with BOOST_ASIO_DISABLE_AWAITABLE_FRAME_RECYCLING off, see CMakeLists.txt) and frees
+// them all when it ends. glibc's per-thread cache keeps 7 blocks per size and nothing above
+// 1 KB; the rest went through its bins, and every block above 1 KB (the request's main frame is
+// 9.7 KB) first consolidated them: about a sixth of the request path's user-space instructions
+// (bench/instructions, profile doc "Session 7").
+//
+// Classes: 16 of 16-byte steps up to 248 bytes (the sizes glibc's chunks hold: 24, 40, 56, ...,
+// so a block is no larger than malloc would have made it), kept 32 deep; then 504, 1016, ...,
+// 16376 bytes (a power of two less malloc's size field), kept 8 deep. At most 64 KB + 256 KB per
+// thread, given back at the thread's exit.
 //
 // What does not change: every block comes from malloc and can go back to free from any thread
 // (a block freed on another thread joins that thread's cache); blocks hold what they held, as
-// glibc's cache does (secrets are wiped before they are freed, wherever they live). Arrays,
-// aligned and unsized deletes go straight to malloc/free. Sanitizer builds keep the C++
-// runtime's operators, so that AddressSanitizer sees every free at once.
+// glibc's cache does (secrets are wiped before they are freed, wherever they live). Aligned
+// new and delete stay the C++ runtime's. Sanitizer builds keep all of the runtime's operators,
+// so that AddressSanitizer sees every free at once.
+#include <bit>
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+
+#include <malloc.h>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SIDEKEY_RUNTIME_NEW 1
@@ -31,16 +38,30 @@
 
 namespace {
 
-// Class c holds blocks of 16c + 8 bytes (c = 0: 8 bytes, in glibc's smallest chunk, which holds
-// 24 like class 1's): what a chunk of 16(c + 1) bytes holds after its 8-byte size field.
-constexpr std::size_t kClasses = 16;
-constexpr std::size_t kLargest = 16 * (kClasses - 1) + 8;  // 248
-constexpr unsigned kDepth = 32;
+constexpr std::size_t kFine = 16;                 // classes 0..15: 16c + 8 bytes
+constexpr std::size_t kFineLargest = 16 * (kFine - 1) + 8;  // 248
+constexpr std::size_t kCoarse = 6;                // classes 16..21: 2^(c - 7) - 8 bytes
+constexpr std::size_t kClasses = kFine + kCoarse;
+constexpr std::size_t kLargest = (std::size_t{1} << (kCoarse + 8)) - 8;  // 16376
+constexpr unsigned char kFineDepth = 32, kCoarseDepth = 8;
 
-constexpr std::size_t class_of(std::size_t n) { return (n + 7) / 16; }
-constexpr std::size_t class_size(std::size_t c) { return 16 * c + 8; }
-static_assert(class_of(1) == 0 && class_of(8) == 0 && class_of(9) == 1 && class_of(24) == 1 && class_of(25) == 2);
-static_assert(class_of(kLargest) == kClasses - 1 && class_size(class_of(kLargest)) == kLargest);
+// For 1 <= n <= kLargest. (Class 0, 8 bytes, sits in glibc's smallest chunk, which holds 24.)
+constexpr std::size_t class_of(std::size_t n) {
+  if (n <= kFineLargest) return (n + 7) / 16;
+  return kFine + static_cast<std::size_t>(std::bit_width(n + 7)) - 9;
+}
+constexpr std::size_t class_size(std::size_t c) {
+  return c < kFine ? 16 * c + 8 : (std::size_t{1} << (c - kFine + 9)) - 8;
+}
+constexpr bool every_size_has_the_smallest_class_that_holds_it() {
+  for (std::size_t n = 1; n <= kLargest; ++n) {
+    const std::size_t c = class_of(n);
+    if (c >= kClasses || class_size(c) < n || (c > 0 && class_size(c - 1) >= n)) return false;
+  }
+  return true;
+}
+static_assert(every_size_has_the_smallest_class_that_holds_it());
+static_assert(class_of(kLargest) == kClasses - 1 && class_size(kClasses - 1) == kLargest);
 
 struct Block {
   Block* next;
@@ -85,7 +106,7 @@ void* from_malloc(std::size_t n) {
 }  // namespace
 
 void* operator new(std::size_t n) {
-  if (n - 1 < kLargest) {  // 1..248 (0 wraps around)
+  if (n - 1 < kLargest) {  // 1..kLargest (0 wraps around)
     const std::size_t c = class_of(n);
     if (Block* b = cache.head[c]) {
       cache.head[c] = b->next;
@@ -97,26 +118,39 @@ void* operator new(std::size_t n) {
   return from_malloc(n ? n : 1);
 }
 
+namespace {
+
+bool keep(void* p, std::size_t c) noexcept {
+  if (cache.closing || cache.count[c] >= (c < kFine ? kFineDepth : kCoarseDepth)) return false;
+  if (!cache.armed) {
+    cache.armed = true;
+    drain_at_exit.registered = true;  // constructs it: its destructor runs at thread exit
+  }
+  auto* b = static_cast<Block*>(p);
+  b->next = cache.head[c];
+  cache.head[c] = b;
+  ++cache.count[c];
+  return true;
+}
+
+}  // namespace
+
 void operator delete(void* p, std::size_t n) noexcept {
   if (p == nullptr) return;
-  if (n - 1 < kLargest && !cache.closing) {
-    const std::size_t c = class_of(n);
-    if (cache.count[c] < kDepth) {
-      if (!cache.armed) {
-        cache.armed = true;
-        drain_at_exit.registered = true;  // constructs it: its destructor runs at thread exit
-      }
-      auto* b = static_cast<Block*>(p);
-      b->next = cache.head[c];
-      cache.head[c] = b;
-      ++cache.count[c];
-      return;
-    }
-  }
+  if (n - 1 < kLargest && keep(p, class_of(n))) return;
   std::free(p);
 }
 
-// Without the size the class is unknown: back to malloc, which knows the block.
-void operator delete(void* p) noexcept { std::free(p); }
+// Without the size (coroutine frames are freed this way): malloc knows what the block holds, and
+// a block made for a class holds exactly that class's size (see class_size).
+void operator delete(void* p) noexcept {
+  if (p == nullptr) return;
+  const std::size_t usable = malloc_usable_size(p);
+  if (usable - 1 < kLargest) {
+    const std::size_t c = class_of(usable);
+    if (class_size(c) == usable && keep(p, c)) return;
+  }
+  std::free(p);
+}
 
 #endif
