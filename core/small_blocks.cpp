@@ -10,9 +10,9 @@
 // (bench/instructions, profile doc "Session 7").
 //
 // Classes: 16 of 16-byte steps up to 248 bytes (the sizes glibc's chunks hold: 24, 40, 56, ...,
-// so a block is no larger than malloc would have made it), kept 32 deep; then 504, 1016, ...,
-// 16376 bytes (a power of two less malloc's size field), kept 8 deep. At most 64 KB + 256 KB per
-// thread, given back at the thread's exit.
+// so a block is no larger than malloc would have made it), kept 32 deep; then eight per doubling
+// up to 16376 bytes (a block at most an eighth larger than asked for), kept 8 deep and 256 KB in
+// all. At most 320 KB per thread, given back at the thread's exit.
 //
 // What does not change: every block comes from malloc and can go back to free from any thread
 // (a block freed on another thread joins that thread's cache); blocks hold what they held, as
@@ -38,20 +38,31 @@
 
 namespace {
 
-constexpr std::size_t kFine = 16;                 // classes 0..15: 16c + 8 bytes
+constexpr std::size_t kFine = 16;                           // classes 0..15: 16c + 8 bytes
 constexpr std::size_t kFineLargest = 16 * (kFine - 1) + 8;  // 248
-constexpr std::size_t kCoarse = 6;                // classes 16..21: 2^(c - 7) - 8 bytes
-constexpr std::size_t kClasses = kFine + kCoarse;
-constexpr std::size_t kLargest = (std::size_t{1} << (kCoarse + 8)) - 8;  // 16376
+constexpr std::size_t kSteps = 8;                           // coarse classes per doubling
+constexpr std::size_t kDoublings = 6;                       // chunks of 256 B .. 16 KB
+constexpr std::size_t kClasses = kFine + kSteps * kDoublings;
+constexpr std::size_t kLargest = (std::size_t{1} << (8 + kDoublings)) - 8;  // 16376
 constexpr unsigned char kFineDepth = 32, kCoarseDepth = 8;
+constexpr std::size_t kCoarseBudget = 256 * 1024;  // bytes of coarse blocks a thread keeps
 
-// For 1 <= n <= kLargest. (Class 0, 8 bytes, sits in glibc's smallest chunk, which holds 24.)
-constexpr std::size_t class_of(std::size_t n) {
+// A block of class c is what a glibc chunk of chunk(c) bytes holds after its 8-byte size field.
+// Fine: chunks of 32, 48, ... 256 bytes (class 0, 8 bytes, sits in the smallest chunk, 32
+// bytes, which holds 24). Coarse: from 256 bytes on, eight steps per doubling (2^k + j 2^(k-3),
+// j = 1..8), so a block is at most an eighth larger than asked for.
+constexpr std::size_t class_of(std::size_t n) {  // 1 <= n <= kLargest
   if (n <= kFineLargest) return (n + 7) / 16;
-  return kFine + static_cast<std::size_t>(std::bit_width(n + 7)) - 9;
+  const std::size_t chunk = n + 8;
+  const std::size_t k = static_cast<std::size_t>(std::bit_width(chunk - 1)) - 1;  // 2^k < chunk <= 2^(k+1)
+  const std::size_t step = std::size_t{1} << (k - 3);
+  const std::size_t j = (chunk - (std::size_t{1} << k) + step - 1) / step;  // 1..8
+  return kFine + (k - 8) * kSteps + (j - 1);
 }
 constexpr std::size_t class_size(std::size_t c) {
-  return c < kFine ? 16 * c + 8 : (std::size_t{1} << (c - kFine + 9)) - 8;
+  if (c < kFine) return 16 * c + 8;
+  const std::size_t k = 8 + (c - kFine) / kSteps, j = (c - kFine) % kSteps + 1;
+  return (std::size_t{1} << k) + j * (std::size_t{1} << (k - 3)) - 8;
 }
 constexpr bool every_size_has_the_smallest_class_that_holds_it() {
   for (std::size_t n = 1; n <= kLargest; ++n) {
@@ -72,6 +83,7 @@ struct Block {
 struct Cache {
   Block* head[kClasses];
   unsigned char count[kClasses];
+  std::size_t coarse_bytes;
   bool armed;    // the drain below is registered for this thread
   bool closing;  // the drain ran: the thread is ending
 };
@@ -86,6 +98,7 @@ void drain() noexcept {
     }
     cache.count[c] = 0;
   }
+  cache.coarse_bytes = 0;
 }
 
 struct DrainAtExit {
@@ -111,6 +124,7 @@ void* operator new(std::size_t n) {
     if (Block* b = cache.head[c]) {
       cache.head[c] = b->next;
       --cache.count[c];
+      if (c >= kFine) cache.coarse_bytes -= class_size(c);
       return b;
     }
     return from_malloc(class_size(c));  // the class's size, so any block of it fits any request
@@ -121,7 +135,13 @@ void* operator new(std::size_t n) {
 namespace {
 
 bool keep(void* p, std::size_t c) noexcept {
-  if (cache.closing || cache.count[c] >= (c < kFine ? kFineDepth : kCoarseDepth)) return false;
+  if (cache.closing) return false;
+  if (c < kFine) {
+    if (cache.count[c] >= kFineDepth) return false;
+  } else {
+    if (cache.count[c] >= kCoarseDepth || cache.coarse_bytes + class_size(c) > kCoarseBudget) return false;
+    cache.coarse_bytes += class_size(c);
+  }
   if (!cache.armed) {
     cache.armed = true;
     drain_at_exit.registered = true;  // constructs it: its destructor runs at thread exit

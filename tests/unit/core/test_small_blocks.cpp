@@ -22,10 +22,10 @@ struct Held {
 // Each byte says which block and which offset it is, so an overlap shows as a changed byte.
 unsigned char mark(std::size_t block, std::size_t offset) { return static_cast<unsigned char>(block * 31 + offset * 7 + 1); }
 
-std::vector<Held> take(std::size_t from, std::size_t to, std::size_t copies) {
+std::vector<Held> take(std::size_t from, std::size_t to, std::size_t copies, std::size_t step = 1) {
   std::vector<Held> held;
   for (std::size_t k = 0; k < copies; ++k)
-    for (std::size_t n = from; n <= to; ++n) {
+    for (std::size_t n = from; n <= to; n += step) {
       auto* p = static_cast<unsigned char*>(::operator new(n));
       BOOST_REQUIRE(p != nullptr);
       BOOST_REQUIRE_EQUAL(reinterpret_cast<std::uintptr_t>(p) % __STDCPP_DEFAULT_NEW_ALIGNMENT__, 0u);
@@ -64,6 +64,15 @@ BOOST_AUTO_TEST_CASE(blocks_of_every_small_size_are_whole_and_distinct_across_re
   check_and_give_back(a, true);
   auto b = take(40, 40, 200);
   check_and_give_back(b, true);
+}
+
+BOOST_AUTO_TEST_CASE(larger_blocks_up_to_and_past_the_largest_class) {
+  // Every eighth-of-a-doubling class from 248 bytes to 16 KB, and past it, in rounds; given back
+  // sized and unsized (coroutine frames are freed without their size).
+  for (int round = 0; round < 4; ++round) {
+    auto held = take(240, 17000, 2, 7);
+    check_and_give_back(held, /*sized=*/round % 2 == 1);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(blocks_given_back_on_another_thread_serve_both_threads) {
