@@ -703,10 +703,15 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   st.audit.scrubbed = scrubber.replaced();
   bool reusable = got.status == RelayStatus::ok && rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0;
   // The buffer held the response before scrubbing (after a switch it holds the first frames).
-  // It is left as it is only when all of it went through the scrubber, which found nothing.
+  // It is left as it is only when all of it went through the scrubber, which found nothing: not
+  // so for chunk extensions and trailers, which the scrubber never sees (nor the client: the
+  // body is re-chunked); trailer fields join the message's fields, and are wiped there too.
   const bool all_clean = got.status == RelayStatus::ok && conn->buffer.size() == 0 && !head_echo &&
-                         scrubber.replaced() == 0;
-  if (scrubbing && !switching && !all_clean) wipe_buffer(conn->buffer);
+                         scrubber.replaced() == 0 && !res.chunked();
+  if (scrubbing && !switching && !all_clean) {
+    wipe_buffer(conn->buffer);
+    if (res.chunked()) wipe_field_values(res);
+  }
   if (got.status != RelayStatus::ok) {
     conn->close();
     st.audit.error = got.status == RelayStatus::read_failed ? "upstream_aborted" : "client_aborted";

@@ -49,6 +49,7 @@ PATHS = {
     "hdr": "an injected header, plain HTTP",
     "qry": "a query value, plain HTTP",
     "echo": "an echo the scrubber replaced, plain HTTP",
+    "trailer": "an echo in a chunk extension and a trailer (neither reaches the client), plain HTTP",
     "body": "a JSON body substitution, plain HTTP",
     "tlshdr": "an injected header, through interception",
     "tlsecho": "an echo the scrubber replaced, through interception",
@@ -138,8 +139,19 @@ def setUpModule():
     ca = TestCA(tmp)
     cert, key = ca.issue([TLS_HOST], stem="upstream")
 
+    def echo_around_the_body(req, w):
+        # The written value comes back where the scrubber never looks, as it only sees the body:
+        # in a chunk extension and in a trailer field. sidekey re-chunks and drops both.
+        value = (req.header("X-K") or "").encode()
+        w.head(200, [("Content-Type", "text/plain"), ("Transfer-Encoding", "chunked")])
+        w.send(b"2;echo=" + value + b"\r\nok\r\n")
+        w.end_chunks(trailers=[("X-Echo", value.decode())])
+        return True
+
     def handler(req):
-        return Echo() if req.path.startswith("/echo") else Reply(200, b"ok")
+        if req.path.startswith("/echo"):
+            return Echo()
+        return echo_around_the_body if req.path.startswith("/trailer") else Reply(200, b"ok")
 
     up = Upstream(handler).start()
     tls_up = Upstream(handler, ssl_context=tls_server_context(cert, key)).start()
@@ -206,6 +218,9 @@ def drive(sk, up, tls_up):
         elif how in ("echo", "tlsecho"):
             r = requests.get(base + "/echo", headers={"X-K": ref}, timeout=20, **kw)
             assert value not in r.text and ref in r.text, r.text
+        elif how == "trailer":
+            r = requests.get(base + "/trailer", headers={"X-K": ref}, timeout=20, **kw)
+            assert r.text == "ok" and server.last().header("X-K") == value, r.text
         elif how == "body":
             r = requests.post(base + "/body", json={"token": ref, "n": 1}, timeout=20, **kw)
             assert json.loads(server.last().body)["token"] == value
