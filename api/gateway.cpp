@@ -137,7 +137,7 @@ io::Awaitable<bool> Gateway::forward(io::TcpStream& client, beast::flat_buffer& 
     conn->close();
     co_return false;
   };
-  if (sent.status == proxy::RelayStatus::write_failed && proxy::closed_by_peer(sent.ec) && can_replay()) {
+  if (sent.status == proxy::RelayStatus::write_failed && conn->closed_before_answer(sent.ec) && can_replay()) {
     bool again = co_await replay();
     if (!again) co_return co_await answer(client, http::status::bad_gateway, "the agent is not reachable", version, false);
     sent.status = proxy::RelayStatus::ok;
@@ -161,7 +161,7 @@ io::Awaitable<bool> Gateway::forward(io::TcpStream& client, beast::flat_buffer& 
                                        conn->stream);
     // Closed before a byte of the answer, or a 408 idle-close notice that crossed the request.
     bool crossed = !ec && r.get().result_int() == 408;
-    if ((crossed || (proxy::closed_by_peer(ec) && conn->buffer.size() == 0)) && !interim && can_replay()) {
+    if ((crossed || conn->closed_before_answer(ec)) && !interim && can_replay()) {
       bool again = co_await replay();
       if (!again) co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
       continue;

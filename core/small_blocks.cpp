@@ -3,7 +3,7 @@
 //
 // Why: a proxied request allocates some 40 blocks (header fields, the rewrite plan's and the
 // audit record's strings, the parsers' storage, its coroutine frames: Asio's own frame cache is
-// built with BOOST_ASIO_DISABLE_AWAITABLE_FRAME_RECYCLING off, see CMakeLists.txt) and frees
+// turned off with BOOST_ASIO_DISABLE_AWAITABLE_FRAME_RECYCLING, see CMakeLists.txt) and frees
 // them all when it ends. glibc's per-thread cache keeps 7 blocks per size and nothing above
 // 1 KB; the rest went through its bins, and every block above 1 KB (the request's main frame is
 // 9.7 KB) first consolidated them: about a sixth of the request path's user-space instructions
@@ -18,7 +18,9 @@
 // (a block freed on another thread joins that thread's cache); blocks hold what they held, as
 // glibc's cache does (secrets are wiped before they are freed, wherever they live). Aligned
 // new and delete stay the C++ runtime's. Sanitizer builds keep all of the runtime's operators,
-// so that AddressSanitizer sees every free at once.
+// so that AddressSanitizer sees every free at once. What a thread keeps is out of reach of
+// malloc_trim (after a burst) and of glibc's malloc debugging (MALLOC_PERTURB_, valgrind's
+// mismatched-delete check).
 #include <bit>
 #include <cstddef>
 #include <cstdlib>

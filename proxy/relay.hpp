@@ -3,7 +3,6 @@
 // to a serializer (Beast's "HTTP Relay" shape) with a hook that may transform each piece, and
 // blind byte tunnels. Shared by the proxy pipeline and the api listener's gateway.
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -186,16 +185,11 @@ std::unique_ptr<policy::Refusal> transform_piece(Transform& transform, std::stri
 
 // The keep-alive race: an upstream may close an idle connection just as a request goes out on
 // it. What a request may then be sent again (once, on a fresh connection): no body, not an
-// upgrade, a safe method. And what says the connection was closed under it (never a timeout:
-// a slow upstream is no reason to send a request twice). Over TLS a bare TCP close, without
-// close_notify, reads as a truncated stream: many servers end idle connections that way.
+// upgrade, a safe method. What says the connection was closed under it before it answered:
+// UpstreamConnection::closed_before_answer.
 inline bool replayable_request(http::verb method, bool has_body, bool upgrade) {
   return !has_body && !upgrade &&
          (method == http::verb::get || method == http::verb::head || method == http::verb::options);
-}
-inline bool closed_by_peer(const beast::error_code& ec) {
-  return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
-         ec == net::error::broken_pipe || ec == net::ssl::error::stream_truncated;
 }
 
 // A read error that means the peer sent something malformed (as opposed to closing or timing out).

@@ -509,7 +509,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     co_return policy::Refusal::make(policy::code::upstream_connect_failed, "writing to the upstream failed: " + again.ec.message())
         .with_host(upstream_dest.host);
   };
-  if (sent.status == RelayStatus::write_failed && closed_by_peer(sent.ec) && can_replay()) {
+  if (sent.status == RelayStatus::write_failed && conn->closed_before_answer(sent.ec) && can_replay()) {
     std::optional<policy::Refusal> failed = co_await replay();
     if (failed) co_return co_await refuse(st, *failed, true);
     sent.status = RelayStatus::ok;
@@ -551,7 +551,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     // request (RFC 9110 15.5.9 lets the client repeat it; a bodyless request can have timed out
     // nowhere else).
     const bool crossed_408 = !ec && rp.get().result_int() == 408;
-    if (!interim && can_replay() && (crossed_408 || (closed_by_peer(ec) && conn->buffer.size() == 0))) {
+    if (!interim && can_replay() && (crossed_408 || conn->closed_before_answer(ec))) {
       if (crossed_408 && !scrubber.empty()) {
         wipe_field_values(rp.get());
         wipe_buffer(conn->buffer);
@@ -562,6 +562,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
       continue;
     }
     if (ec) {
+      if (!scrubber.empty()) wipe_buffer(conn->buffer);  // a partial head may echo what was written
       conn->close();
       if (ec == beast::error::timeout)
         co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_timeout, "the upstream did not answer in time")
@@ -603,10 +604,18 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   }
   bool switching = res.result() == http::status::switching_protocols && upgrade;
   res_headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())) + 1);  // + X-Sidekey-Request-Id
-  for (const auto& f : res) {
-    if (f.name() == http::field::content_length || f.name() == http::field::transfer_encoding) continue;
-    res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
-  }
+  for (const auto& f : res) res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
+  // The reason phrase is the upstream's text too.
+  std::string reason(res.reason());
+  bool scrubbing = !scrubber.empty();
+  // Every field is searched, those about to be dropped too, all at once: most heads hold nothing
+  // to scrub, and then no field is searched (or copied) on its own, and neither the fields nor
+  // the head's bytes in the connection's buffer need wiping. (A match that only spans two fields
+  // is a false alarm the per-field pass below settles.)
+  const bool head_echo = scrubbing && scrubber.finds_any(res_headers, reason);
+  std::erase_if(res_headers, [](const policy::Header& h) {  // framing is ours to set
+    return iequals(h.name, "Content-Length") || iequals(h.name, "Transfer-Encoding");
+  });
   policy::strip_hop_by_hop(res_headers, switching);
   // A transfer coding other than chunked would be dropped by our re-framing and reach the client
   // unlabelled (and, compressed, unscrubbable).
@@ -617,7 +626,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
                                                           "the upstream answered with a transfer coding other than chunked")
                                         .with_host(upstream_dest.host), true);
     }
-  bool scrubbing = !scrubber.empty();
   if (scrubbing) {
     // Every Content-Encoding field must be identity: the message names no value, which could
     // carry an echo of the plaintext.
@@ -631,14 +639,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
                                           .with_host(upstream_dest.host), true);
       }
   }
-  // The reason phrase is the upstream's text too.
-  std::string reason(res.reason());
-  // Searched all at once first: most heads hold nothing to scrub, and then no field is searched
-  // (or copied) on its own. A match that only spans two fields is a false alarm the per-field
-  // pass then settles.
-  // Nothing found: no field, and no byte of the head in the connection's buffer, holds what was
-  // written, and none of them needs wiping either.
-  const bool head_echo = scrubbing && scrubber.finds_any(res_headers, reason);
   if (head_echo) {
     // A field name cannot carry the reference ('{' is not a token character): a field whose
     // name holds a form of what was written is dropped.
@@ -704,10 +704,11 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   bool reusable = got.status == RelayStatus::ok && rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0;
   // The buffer held the response before scrubbing (after a switch it holds the first frames).
   // It is left as it is only when all of it went through the scrubber, which found nothing: not
-  // so for chunk extensions and trailers, which the scrubber never sees (nor the client: the
-  // body is re-chunked); trailer fields join the message's fields, and are wiped there too.
+  // so for interim heads read before this one, nor for chunk extensions and trailers, which the
+  // scrubber never sees (nor the client: the body is re-chunked); trailer fields join the
+  // message's fields, and are wiped there too.
   const bool all_clean = got.status == RelayStatus::ok && conn->buffer.size() == 0 && !head_echo &&
-                         scrubber.replaced() == 0 && !res.chunked();
+                         scrubber.replaced() == 0 && !interim && !res.chunked();
   if (scrubbing && !switching && !all_clean) {
     wipe_buffer(conn->buffer);
     if (res.chunked()) wipe_field_values(res);
@@ -729,7 +730,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
       // Bytes that arrived with the 101 head are the first frames.
       std::string early;
       bool ok = frames.feed(std::string_view(static_cast<const char*>(conn->buffer.data().data()), conn->buffer.size()), early);
-      conn->buffer.consume(conn->buffer.size());
+      wipe_buffer(conn->buffer);  // the 101 head and the frames as they came
+      wipe_field_values(res);
       if (ok && !early.empty()) {
         auto [eec, en] = co_await net::async_write(client_, net::buffer(early), tuple_awaitable);
         secrets::wipe(early);

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include <array>
+#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <memory>
@@ -53,6 +54,9 @@ class TlsStream {
   executor_type get_executor() noexcept;
   io::TcpStream& next_layer() noexcept;
   SSL* native_handle() noexcept;
+  // Bytes of ciphertext received since this stream last began to send: whether the peer said
+  // anything after a request went out, even a record OpenSSL could not yet decrypt.
+  std::uint64_t received_since_sent() const noexcept;
 
   // `already_read`: bytes of the peer's first flight that arrived with an earlier read (a
   // ClientHello sent right behind the CONNECT head).

@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/error.hpp>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
@@ -49,6 +50,14 @@ io::TcpStream& UpstreamConnection::tcp() {
 
 UpstreamConnection::~UpstreamConnection() {
   if (watch) watch->owner = nullptr;
+}
+
+bool UpstreamConnection::closed_before_answer(const beast::error_code& ec) const {
+  const bool closed = ec == beast::http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+                      ec == net::error::broken_pipe || ec == net::ssl::error::stream_truncated;
+  if (!closed || buffer.size() != 0) return false;
+  const auto* tls = std::get_if<Tls>(&stream);
+  return tls == nullptr || tls->received_since_sent() == 0;
 }
 
 void UpstreamConnection::close() {

@@ -1053,5 +1053,37 @@ class UpstreamTlsFaultTest(unittest.TestCase):
                                  "sent on the reused connection, then once on a fresh one")
 
 
+    def test_reused_connection_closed_inside_an_answer_record_is_not_tried_again(self):
+        # The answer had begun: part of a TLS record arrived (OpenSSL can decrypt none of it yet)
+        # before the bare TCP close. Not "closed before a byte of the answer": no second copy of
+        # the request goes upstream, the client gets a 502.
+        good = self.ups["good"]
+
+        def half_a_record_on_reuse(req, w):
+            if req.index_on_conn == 0:
+                Reply(200, b"answer " + req.path.encode())(req, w)
+                return True
+            # An application-data record header announcing 256 bytes, and 40 of them.
+            socket.socket.send(w.sock, b"\x17\x03\x03\x01\x00" + b"\x5a" * 40)
+            time.sleep(0.2)
+            return False
+
+        usual = good.handler
+        good.handler = half_a_record_on_reuse
+        try:
+            c = RawClient(self.sk.proxy_addr, timeout=GUARD)
+            self.clients.append(c)
+            for path in ("/record/first", "/record/second"):
+                c.send("GET http://good.test%s HTTP/1.1\r\nHost: good.test\r\n\r\n" % path)
+                r = c.read_response()
+                self.seen.append(r.raw.decode("latin-1"))
+                if path.endswith("first"):
+                    self.assertEqual(r.status, 200, r.raw[:300])
+            error_of(self, r, 502, "upstream_connect_failed")
+            self.assertEqual(len([q for q in good.requests if q.path == "/record/second"]), 1,
+                             "the request went upstream twice")
+        finally:
+            good.handler = usual
+
 if __name__ == "__main__":
     unittest.main()

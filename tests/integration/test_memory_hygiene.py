@@ -50,6 +50,8 @@ PATHS = {
     "qry": "a query value, plain HTTP",
     "echo": "an echo the scrubber replaced, plain HTTP",
     "trailer": "an echo in a chunk extension and a trailer (neither reaches the client), plain HTTP",
+    "hop": "an echo in hop-by-hop response fields (dropped, not sent on), plain HTTP",
+    "early": "an echo in an interim 103 answer (not sent on), plain HTTP",
     "body": "a JSON body substitution, plain HTTP",
     "tlshdr": "an injected header, through interception",
     "tlsecho": "an echo the scrubber replaced, through interception",
@@ -148,10 +150,26 @@ def setUpModule():
         w.end_chunks(trailers=[("X-Echo", value.decode())])
         return True
 
+    def echo_in_hop_by_hop_fields(req, w):
+        value = req.header("X-K") or ""
+        w.head(200, [("Content-Length", "2"), ("Keep-Alive", "timeout=5, k=" + value), ("Connection", "x-e"),
+                     ("X-E", value), ("Proxy-Authenticate", "Bearer " + value)])
+        w.send(b"ok")
+        return True
+
+    def echo_in_an_interim_answer(req, w):
+        value = (req.header("X-K") or "").encode()
+        # Then closed: the connection's read buffer goes with it, not overwritten by later answers.
+        w.send(b"HTTP/1.1 103 Early Hints\r\nLink: </x?k=" + value + b">\r\n\r\n"
+               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        return False
+
+    around = {"/trailer": echo_around_the_body, "/hop": echo_in_hop_by_hop_fields, "/early": echo_in_an_interim_answer}
+
     def handler(req):
         if req.path.startswith("/echo"):
             return Echo()
-        return echo_around_the_body if req.path.startswith("/trailer") else Reply(200, b"ok")
+        return around.get(req.path, Reply(200, b"ok"))
 
     up = Upstream(handler).start()
     tls_up = Upstream(handler, ssl_context=tls_server_context(cert, key)).start()
@@ -218,9 +236,10 @@ def drive(sk, up, tls_up):
         elif how in ("echo", "tlsecho"):
             r = requests.get(base + "/echo", headers={"X-K": ref}, timeout=20, **kw)
             assert value not in r.text and ref in r.text, r.text
-        elif how == "trailer":
-            r = requests.get(base + "/trailer", headers={"X-K": ref}, timeout=20, **kw)
+        elif how in ("trailer", "hop", "early"):
+            r = requests.get(base + "/" + how, headers={"X-K": ref}, timeout=20, **kw)
             assert r.text == "ok" and server.last().header("X-K") == value, r.text
+            assert not [v for v in r.headers.values() if value in v], r.headers
         elif how == "body":
             r = requests.post(base + "/body", json={"token": ref, "n": 1}, timeout=20, **kw)
             assert json.loads(server.last().body)["token"] == value
