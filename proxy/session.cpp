@@ -604,7 +604,15 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   }
   bool switching = res.result() == http::status::switching_protocols && upgrade;
   res_headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())) + 1);  // + X-Sidekey-Request-Id
-  for (const auto& f : res) res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
+  // The framing fields last: searched with the others below, then dropped (framing is ours).
+  auto framing_field = [](const auto& f) {
+    return f.name() == http::field::content_length || f.name() == http::field::transfer_encoding;
+  };
+  for (const auto& f : res)
+    if (!framing_field(f)) res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
+  const std::size_t forwarded = res_headers.size();
+  for (const auto& f : res)
+    if (framing_field(f)) res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
   // The reason phrase is the upstream's text too.
   std::string reason(res.reason());
   bool scrubbing = !scrubber.empty();
@@ -613,9 +621,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // the head's bytes in the connection's buffer need wiping. (A match that only spans two fields
   // is a false alarm the per-field pass below settles.)
   const bool head_echo = scrubbing && scrubber.finds_any(res_headers, reason);
-  std::erase_if(res_headers, [](const policy::Header& h) {  // framing is ours to set
-    return iequals(h.name, "Content-Length") || iequals(h.name, "Transfer-Encoding");
-  });
+  for (std::size_t i = forwarded; head_echo && i < res_headers.size(); ++i) secrets::wipe(res_headers[i].value);
+  res_headers.resize(forwarded);
   policy::strip_hop_by_hop(res_headers, switching);
   // A transfer coding other than chunked would be dropped by our re-framing and reach the client
   // unlabelled (and, compressed, unscrubbable).
