@@ -17,7 +17,6 @@
 namespace sidekey::proxy {
 namespace {
 
-constexpr auto as_tuple_awaitable = io::tuple_awaitable;
 // A read from the socket while data is streaming: a whole TLS record (16 KB of plaintext plus
 // its overhead) fits.
 constexpr std::size_t kInputBytes = 16 * 1024 + 512;
@@ -74,7 +73,7 @@ struct TlsStream::State {
   io::Awaitable<void> wait(std::unique_ptr<io::Timer>& timer) {
     if (!timer) timer = std::make_unique<io::Timer>(tcp.get_executor());
     timer->expires_at(io::Timer::time_point::max());
-    co_await timer->async_wait(as_tuple_awaitable);
+    co_await timer->async_wait(io::tuple_awaitable);
   }
 
   // Reads more ciphertext from the socket (OpenSSL asked for more: it took all of `in`).
@@ -93,7 +92,7 @@ struct TlsStream::State {
     }
     const std::size_t room = in_size - in_end;
     receiving = true;
-    auto [ec, n] = co_await tcp.async_read_some(net::buffer(in.get() + in_end, room), as_tuple_awaitable);
+    auto [ec, n] = co_await tcp.async_read_some(net::buffer(in.get() + in_end, room), io::tuple_awaitable);
     receiving = false;
     in_end += n;
     received_since_sent += n;
@@ -116,7 +115,7 @@ struct TlsStream::State {
     while (!out.empty() && !ec) {
       std::string bytes;
       bytes.swap(out);
-      auto [wec, n] = co_await net::async_write(tcp, net::buffer(bytes), as_tuple_awaitable);
+      auto [wec, n] = co_await net::async_write(tcp, net::buffer(bytes), io::tuple_awaitable);
       ec = wec;
     }
     if (ec) out.clear();
