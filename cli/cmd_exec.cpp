@@ -138,6 +138,7 @@ int cmd_exec(const Args& all) {
   cfg.listen_api = {"127.0.0.1", 0};
   cfg.listen_admin = {"127.0.0.1", 0};
 
+  ControlThreadSignals signals{SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
   Runtime runtime(cfg);
   if (int rc = start_or_report(runtime)) return rc;
   ChildEnvInputs in{runtime.proxy_address(), runtime.trust_bundle_file().string(), runtime.ca_file().string(), refs};
@@ -152,6 +153,7 @@ int cmd_exec(const Args& all) {
   forwarded.add(SIGUSR1);
   forwarded.add(SIGUSR2);
   forwarded.add(SIGWINCH);
+  signals.deliver_here();  // before the child exists, which starts with no signal blocked
   std::signal(SIGPIPE, SIG_IGN);
   pid_t child = spawn(program, command, child_environment(parent_env, in));
   if (child < 0) {

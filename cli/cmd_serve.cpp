@@ -22,11 +22,13 @@ int cmd_serve(const Args& args) {
     return 2;
   }
 
+  ControlThreadSignals signals{SIGTERM, SIGINT, SIGHUP};
   Runtime runtime(cfg);
   if (int rc = start_or_report(runtime)) return rc;
   auto& control = runtime.control();
   boost::asio::signal_set stop_signals(control, SIGTERM, SIGINT);
   boost::asio::signal_set hup(control, SIGHUP);
+  signals.deliver_here();
   std::function<void()> wait_hup = [&] {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;

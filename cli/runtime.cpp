@@ -41,6 +41,14 @@ TrustFiles trust_files_for(const certs::CertificateAuthority& ca, const config::
   return t;
 }
 
+ControlThreadSignals::ControlThreadSignals(std::initializer_list<int> signals) {
+  sigemptyset(&set_);
+  for (int s : signals) sigaddset(&set_, s);
+  pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+}
+
+void ControlThreadSignals::deliver_here() noexcept { pthread_sigmask(SIG_UNBLOCK, &set_, nullptr); }
+
 int start_or_report(Runtime& runtime) {
   try {
     runtime.start();

@@ -2,6 +2,8 @@
 // The composition root: builds the store, registry, listeners and workers from a Config and
 // runs them. `serve` and (later) `exec` share it.
 #include <boost/asio/io_context.hpp>
+#include <csignal>
+#include <initializer_list>
 #include <boost/asio/thread_pool.hpp>
 
 #include <functional>
@@ -83,6 +85,19 @@ class Runtime {
 
 TrustFiles prepare_trust_files(const config::Config& cfg);
 TrustFiles trust_files_for(const certs::CertificateAuthority& ca, const config::Config& cfg);
+
+// Signals the control thread handles (signal_sets on Runtime::control()). Constructed before the
+// Runtime, which starts threads: they inherit the mask with these blocked, so such a signal is
+// only ever delivered to the control thread, once that unblocks them — after its handlers are
+// registered (a signal that came meanwhile waits, pending, until then).
+class ControlThreadSignals {
+ public:
+  explicit ControlThreadSignals(std::initializer_list<int> signals);
+  void deliver_here() noexcept;
+
+ private:
+  sigset_t set_;
+};
 
 // Starts `runtime`; on failure prints why and returns the exit code (2 for a bad policy file,
 // a configuration error; 1 otherwise). 0 when started.
