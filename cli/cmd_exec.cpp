@@ -173,6 +173,7 @@ int cmd_exec(const Args& all) {
   forward();
   int status = 0;
   std::thread reaper([&] {
+    signals.keep_from_this_thread();  // they are for the control thread to forward
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
     boost::asio::post(control, [&] {

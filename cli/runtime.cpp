@@ -48,6 +48,7 @@ ControlThreadSignals::ControlThreadSignals(std::initializer_list<int> signals) {
 }
 
 void ControlThreadSignals::deliver_here() noexcept { pthread_sigmask(SIG_UNBLOCK, &set_, nullptr); }
+void ControlThreadSignals::keep_from_this_thread() noexcept { pthread_sigmask(SIG_BLOCK, &set_, nullptr); }
 
 int start_or_report(Runtime& runtime) {
   try {

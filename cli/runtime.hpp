@@ -94,6 +94,7 @@ class ControlThreadSignals {
  public:
   explicit ControlThreadSignals(std::initializer_list<int> signals);
   void deliver_here() noexcept;
+  void keep_from_this_thread() noexcept;  // for a thread started after deliver_here()
 
  private:
   sigset_t set_;

@@ -95,7 +95,8 @@ void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
   std::size_t kept = 0;
   for (std::size_t i = 0; i < h.size(); ++i) {
     if (drop[i]) {
-      secrets::wipe(h[i].value);  // an upstream's field may echo what was written
+      secrets::wipe(h[i].name);  // an upstream's field may echo what was written, in either
+      secrets::wipe(h[i].value);
       continue;
     }
     if (kept != i) std::swap(h[kept], h[i]);

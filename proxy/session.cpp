@@ -562,7 +562,10 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
       continue;
     }
     if (ec) {
-      if (!scrubber.empty()) wipe_buffer(conn->buffer);  // a partial head may echo what was written
+      if (!scrubber.empty()) {  // a partial head may echo what was written, its fields parsed so far too
+        wipe_field_values(rp.get());
+        wipe_buffer(conn->buffer);
+      }
       conn->close();
       if (ec == beast::error::timeout)
         co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_timeout, "the upstream did not answer in time")
@@ -585,12 +588,17 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   auto& res = rp.get();
   st.audit.status = res.result_int();
   policy::Headers res_headers;
+  std::string reason;  // the upstream's reason phrase: its text too
   // Refusing the response: on a scrubbed rule its head, the copies of its fields and what was
   // read with it may echo what was written, and are wiped (the relay path wipes them once sent).
   auto drop_response = [&] {
     if (!scrubber.empty()) {
       wipe_field_values(res);
-      for (auto& h : res_headers) secrets::wipe(h.value);
+      for (auto& h : res_headers) {
+        secrets::wipe(h.name);
+        secrets::wipe(h.value);
+      }
+      secrets::wipe(reason);
       wipe_buffer(conn->buffer);
     }
     conn->close();
@@ -613,8 +621,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   const std::size_t forwarded = res_headers.size();
   for (const auto& f : res)
     if (framing_field(f)) res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
-  // The reason phrase is the upstream's text too.
-  std::string reason(res.reason());
+  reason.assign(res.reason());
   bool scrubbing = !scrubber.empty();
   // Every field is searched, those about to be dropped too, all at once: most heads hold nothing
   // to scrub, and then no field is searched (or copied) on its own, and neither the fields nor
@@ -716,9 +723,10 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // message's fields, and are wiped there too.
   const bool all_clean = got.status == RelayStatus::ok && conn->buffer.size() == 0 && !head_echo &&
                          scrubber.replaced() == 0 && !interim && !res.chunked();
-  if (scrubbing && !switching && !all_clean) {
+  // (After a switch the frames path below wipes them; unless the 101 could not be sent.)
+  if (scrubbing && !all_clean && (!switching || got.status != RelayStatus::ok)) {
     wipe_buffer(conn->buffer);
-    if (res.chunked()) wipe_field_values(res);
+    if (res.chunked() || switching) wipe_field_values(res);
   }
   if (got.status != RelayStatus::ok) {
     conn->close();

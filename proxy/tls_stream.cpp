@@ -47,9 +47,6 @@ struct TlsStream::State {
   beast::error_code receive_error, send_error;
   std::unique_ptr<io::Timer> received, sent;  // wake-ups, made when first needed
   bool failed = false;  // a fatal TLS error: no close_notify then
-  // Ciphertext that arrived since a send last began: a record can be under way while OpenSSL has
-  // yielded no byte of it yet.
-  std::uint64_t received_since_sent = 0;
 
   explicit State(io::TcpStream&& t) : tcp(std::move(t)) {}
   ~State() {
@@ -95,7 +92,6 @@ struct TlsStream::State {
     auto [ec, n] = co_await tcp.async_read_some(net::buffer(in.get() + in_end, room), io::tuple_awaitable);
     receiving = false;
     in_end += n;
-    received_since_sent += n;
     streaming = n == room;
     receive_error = ec == net::error::eof ? beast::error_code(net::ssl::error::stream_truncated) : ec;
     if (received) received->cancel();
@@ -110,7 +106,6 @@ struct TlsStream::State {
     }
     if (out.empty()) co_return beast::error_code{};
     sending = true;
-    received_since_sent = 0;
     beast::error_code ec;
     while (!out.empty() && !ec) {
       std::string bytes;
@@ -226,7 +221,9 @@ void TlsStream::close_socket() noexcept {
 
 TlsStream::executor_type TlsStream::get_executor() noexcept { return s_->tcp.get_executor(); }
 io::TcpStream& TlsStream::next_layer() noexcept { return s_->tcp; }
-std::uint64_t TlsStream::received_since_sent() const noexcept { return s_->received_since_sent; }
+bool TlsStream::holds_unread_ciphertext() const noexcept {
+  return s_->buffered() > 0 || (s_->ssl != nullptr && SSL_has_pending(s_->ssl) == 1);
+}
 SSL* TlsStream::native_handle() noexcept { return s_->ssl; }
 
 io::Awaitable<beast::error_code> TlsStream::handshake(Role role, net::const_buffer already_read) {

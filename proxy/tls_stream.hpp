@@ -54,9 +54,9 @@ class TlsStream {
   executor_type get_executor() noexcept;
   io::TcpStream& next_layer() noexcept;
   SSL* native_handle() noexcept;
-  // Bytes of ciphertext received since this stream last began to send: whether the peer said
-  // anything after a request went out, even a record OpenSSL could not yet decrypt.
-  std::uint64_t received_since_sent() const noexcept;
+  // Ciphertext received and not yet turned into plaintext (part of a record): the peer had
+  // begun to say something when its connection ended. A close_notify, once read, is not that.
+  bool holds_unread_ciphertext() const noexcept;
 
   // `already_read`: bytes of the peer's first flight that arrived with an earlier read (a
   // ClientHello sent right behind the CONNECT head).

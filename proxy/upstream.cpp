@@ -57,7 +57,7 @@ bool UpstreamConnection::closed_before_answer(const beast::error_code& ec) const
                       ec == net::error::broken_pipe || ec == net::ssl::error::stream_truncated;
   if (!closed || buffer.size() != 0) return false;
   const auto* tls = std::get_if<Tls>(&stream);
-  return tls == nullptr || tls->received_since_sent() == 0;
+  return tls == nullptr || !tls->holds_unread_ciphertext();
 }
 
 void UpstreamConnection::close() {

@@ -72,7 +72,7 @@ struct UpstreamConnection {
   void close();
   // The peer closed the connection (`ec` of a read or write: EOF, reset, broken pipe, or over
   // TLS a bare TCP close without close_notify) before a byte of an answer came: nothing read,
-  // and over TLS no ciphertext since the request went out either (a record may be half there).
+  // and over TLS no part of a record left undecrypted either (an answer may have begun).
   // Never a timeout: a slow upstream is no reason to send a request twice.
   bool closed_before_answer(const beast::error_code& ec) const;
 };

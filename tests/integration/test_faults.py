@@ -1027,6 +1027,28 @@ class UpstreamTlsFaultTest(unittest.TestCase):
         finally:
             good.handler = usual  # tearDown checks the good upstream still answers
 
+    def test_reused_connection_closed_with_close_notify_is_tried_again(self):
+        # The same race with a clean TLS close (close_notify, then FIN: Go, nginx and Python
+        # close idle connections this way): a whole record was read, and it said nothing.
+        good = self.ups["good"]
+
+        def close_cleanly_on_reuse(req, w):
+            if req.index_on_conn > 0:
+                try:
+                    w.sock.unwrap()
+                except (OSError, ValueError):
+                    pass
+                return False
+            Reply(200, b"answer " + req.path.encode())(req, w)
+            return True
+
+        usual = good.handler
+        good.handler = close_cleanly_on_reuse
+        try:
+            self.each_way_twice(good)
+        finally:
+            good.handler = usual
+
     def each_way_twice(self, good):
         for how, host in (("upgrade_tls", "good.test"), ("interception", "reset.test")):
             with self.subTest(via=how):
