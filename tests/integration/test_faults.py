@@ -1020,12 +1020,7 @@ class UpstreamTlsFaultTest(unittest.TestCase):
             Reply(200, b"answer " + req.path.encode())(req, w)
             return True
 
-        usual = good.handler
-        good.handler = vanish_on_reuse
-        try:
-            self.each_way_twice(good)
-        finally:
-            good.handler = usual  # tearDown checks the good upstream still answers
+        self.each_way_twice(good, vanish_on_reuse)
 
     def test_reused_connection_closed_with_close_notify_is_tried_again(self):
         # The same race with a clean TLS close (close_notify, then FIN: Go, nginx and Python
@@ -1042,14 +1037,19 @@ class UpstreamTlsFaultTest(unittest.TestCase):
             Reply(200, b"answer " + req.path.encode())(req, w)
             return True
 
-        usual = good.handler
-        good.handler = close_cleanly_on_reuse
-        try:
-            self.each_way_twice(good)
-        finally:
-            good.handler = usual
+        self.each_way_twice(good, close_cleanly_on_reuse)
 
-    def each_way_twice(self, good):
+    def each_way_twice(self, good, handler):
+        """Two GETs through each path with `handler` answering; the second goes on the reused
+        connection, which the handler spoils, and then once on a fresh one."""
+        usual = good.handler
+        good.handler = handler
+        try:
+            self.both_paths_twice(good)
+        finally:
+            good.handler = usual  # tearDown checks the good upstream still answers
+
+    def both_paths_twice(self, good):
         for how, host in (("upgrade_tls", "good.test"), ("interception", "reset.test")):
             with self.subTest(via=how):
                 if how == "upgrade_tls":
