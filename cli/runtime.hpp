@@ -2,11 +2,11 @@
 // The composition root: builds the store, registry, listeners and workers from a Config and
 // runs them. `serve` and (later) `exec` share it.
 #include <boost/asio/io_context.hpp>
-#include <csignal>
-#include <initializer_list>
 #include <boost/asio/thread_pool.hpp>
 
+#include <csignal>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 

@@ -109,32 +109,14 @@ struct DrainAtExit {
 };
 thread_local DrainAtExit drain_at_exit;
 
-void* from_malloc(std::size_t n) {
-  for (;;) {
-    if (void* p = std::malloc(n)) return p;
-    std::new_handler handler = std::get_new_handler();
-    if (!handler) throw std::bad_alloc();
-    handler();
-  }
+void* take(std::size_t c) noexcept {  // nullptr when class c has no block kept
+  Block* b = cache.head[c];
+  if (b == nullptr) return nullptr;
+  cache.head[c] = b->next;
+  --cache.count[c];
+  if (c >= kFine) cache.coarse_bytes -= class_size(c);
+  return b;
 }
-
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (n - 1 < kLargest) {  // 1..kLargest (0 wraps around)
-    const std::size_t c = class_of(n);
-    if (Block* b = cache.head[c]) {
-      cache.head[c] = b->next;
-      --cache.count[c];
-      if (c >= kFine) cache.coarse_bytes -= class_size(c);
-      return b;
-    }
-    return from_malloc(class_size(c));  // the class's size, so any block of it fits any request
-  }
-  return from_malloc(n ? n : 1);
-}
-
-namespace {
 
 bool keep(void* p, std::size_t c) noexcept {
   if (cache.closing) return false;
@@ -155,7 +137,25 @@ bool keep(void* p, std::size_t c) noexcept {
   return true;
 }
 
+void* from_malloc(std::size_t n) {
+  for (;;) {
+    if (void* p = std::malloc(n)) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (!handler) throw std::bad_alloc();
+    handler();
+  }
+}
+
 }  // namespace
+
+void* operator new(std::size_t n) {
+  if (n - 1 < kLargest) {  // 1..kLargest (0 wraps around)
+    const std::size_t c = class_of(n);
+    if (void* p = take(c)) return p;
+    return from_malloc(class_size(c));  // the class's size, so any block of it fits any request
+  }
+  return from_malloc(n ? n : 1);
+}
 
 void operator delete(void* p, std::size_t n) noexcept {
   if (p == nullptr) return;
