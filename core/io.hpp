@@ -14,6 +14,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "core/tcp_socket.hpp"
+
 namespace sidekey::io {
 
 using Executor = boost::asio::io_context::executor_type;
@@ -21,12 +23,13 @@ using Executor = boost::asio::io_context::executor_type;
 template <class T = void>
 using Awaitable = boost::asio::awaitable<T, Executor>;
 
-using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Executor>;
+// Reads that remember a drained socket (core/tcp_socket.hpp).
+using Socket = boost::asio::basic_stream_socket<Tcp, Executor>;
 using Acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Executor>;
 using Resolver = boost::asio::ip::basic_resolver<boost::asio::ip::tcp, Executor>;
 using Timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
                                                 boost::asio::wait_traits<std::chrono::steady_clock>, Executor>;
-using TcpStream = boost::beast::basic_stream<boost::asio::ip::tcp, Executor>;
+using TcpStream = boost::beast::basic_stream<Tcp, Executor>;
 
 inline constexpr boost::asio::use_awaitable_t<Executor> use_awaitable;
 // Completion as a tuple (error first): failures are values to branch on, not exceptions.

@@ -102,13 +102,13 @@ bool still_open(UpstreamConnection& c, bool ask) {
 // Queues a wait for readability on an idle plain connection: EOF or stray bytes complete it
 // while the connection is pooled, and take() skips it (a request that can be replayed takes
 // the connection without asking the socket: if it was closed after all, the request goes again
-// on a fresh one, see Session::serve_one). The wait
-// stays queued when the connection is taken: the response read then queues behind it, and Asio
-// neither tries that read speculatively (a recv that finds nothing, as the request has only
-// just gone out) nor re-arms the descriptor; the response completes both.
+// on a fresh one, see Session::serve_one). After the answer's last read drained the socket the
+// wait queues without a system call (io::Socket). It stays queued when the connection is taken:
+// the response read then queues behind it and is not tried before the answer is reported; the
+// answer completes both.
 void watch(const std::shared_ptr<IdleWatch>& w) {
   w->pending = true;
-  w->owner->tcp().socket().async_wait(tcp::socket::wait_read, [w](const beast::error_code& ec) {
+  w->owner->tcp().socket().async_wait_readable([w](const beast::error_code& ec, std::size_t) {
     w->pending = false;
     if (ec || !w->idle || !w->owner) return;
     // A readiness event may be stale (bytes already read when the connection was last used):

@@ -1,0 +1,53 @@
+// The part of io::Socket that reads Asio's private reactor state (see tcp_socket.hpp).
+#include "core/tcp_socket.hpp"
+
+#include <sys/epoll.h>
+
+namespace sidekey::io::reactor_ops {
+namespace {
+
+// An explicit instantiation may name private members ([temp.spec.general]/6); the friend it
+// defines hands the member pointer out. Asio 1.81 has no accessor for these three.
+template <class Tag, typename Tag::type Member>
+struct Grant {
+  friend typename Tag::type member(Tag) { return Member; }
+};
+
+struct EpollFd {
+  using type = int ad::epoll_reactor::*;
+  friend type member(EpollFd);
+};
+struct RegisteredEvents {
+  using type = uint32_t ad::epoll_reactor::descriptor_state::*;
+  friend type member(RegisteredEvents);
+};
+struct LastEvents {  // the events of the descriptor's latest report, kept by the scheduler
+  using type = unsigned int ad::scheduler_operation::*;
+  friend type member(LastEvents);
+};
+
+template struct Grant<EpollFd, &ad::epoll_reactor::epoll_fd_>;
+template struct Grant<RegisteredEvents, &ad::epoll_reactor::descriptor_state::registered_events_>;
+template struct Grant<LastEvents, &ad::scheduler_operation::task_result_>;
+
+}  // namespace
+
+bool short_read_drained(const Descriptor& d) {
+  uint32_t& registered = d.data->*member(RegisteredEvents{});
+  if ((registered & EPOLLRDHUP) == 0) {
+    // Asio's own re-arms (EPOLLOUT for a write that would block) start from registered_events_,
+    // so the flag stays.
+    epoll_event ev{};
+    ev.events = registered | EPOLLRDHUP;
+    ev.data.ptr = d.data;
+    if (epoll_ctl(d.reactor->*member(EpollFd{}), EPOLL_CTL_MOD, d.fd, &ev) != 0) return false;
+    registered = ev.events;
+    return true;
+  }
+  // descriptor_state derives privately from the scheduler's operation type; a C-style cast may
+  // name a private base.
+  auto* op = (ad::scheduler_operation*)d.data;  // NOLINT(cppcoreguidelines-pro-type-cstyle-cast)
+  return (op->*member(LastEvents{}) & EPOLLRDHUP) == 0;
+}
+
+}  // namespace sidekey::io::reactor_ops

@@ -1,0 +1,230 @@
+#pragma once
+// io::Socket: Asio's TCP socket, with reads that remember a drained socket.
+//
+// Asio's epoll reactor tries every read at once ("speculatively") unless the descriptor was seen
+// drained, and it counts a descriptor drained only at EOF. On a proxy most reads are issued right
+// after a write (the upstream's answer, the client's next request), so that first attempt finds
+// nothing: one recvmsg returning EAGAIN per read. A wait for readability instead re-arms the
+// descriptor with epoll_ctl, also a system call.
+//
+// A TCP recv that returns fewer bytes than asked has emptied the receive queue of data, and any
+// byte that arrives after it raises a new edge on the edge-triggered registration. A FIN does
+// not show in the count: one that came with the last bytes, in the same edge, leaves the next
+// read to return 0 at once, and no edge will say so. So, as nginx does, the socket's
+// registration also asks for EPOLLRDHUP, and a short read counts as draining the socket unless
+// the last events epoll reported for it carried EPOLLRDHUP (the peer's FIN is in). The
+// reactor then queues the next read without trying it until epoll reports the descriptor again.
+// The readiness wait used on idle pooled connections asks the socket only when the reactor
+// would have tried a read; otherwise it queues without a call.
+//
+// This reaches into Asio's reactor (boost::asio::detail, Boost 1.81 as pinned by the build's
+// Debian packages; tcp_socket.cpp reads three of its private fields): the operations follow
+// Asio's own reactor_op protocol with a different answer to "did this read drain the socket?".
+// Cancellation, close and shutdown go through the reactor as for Asio's operations. The
+// protocol tag io::Tcp exists only to select this socket inside Beast's basic_stream, which
+// names its socket type as basic_stream_socket<Protocol, Executor>.
+
+#include <boost/asio/basic_stream_socket.hpp>
+#include <boost/version.hpp>
+#include <boost/asio/detail/bind_handler.hpp>
+#include <boost/asio/detail/buffer_sequence_adapter.hpp>
+#include <boost/asio/detail/fenced_block.hpp>
+#include <boost/asio/detail/handler_cont_helpers.hpp>
+#include <boost/asio/detail/handler_work.hpp>
+#include <boost/asio/detail/reactor.hpp>
+#include <boost/asio/detail/reactor_op.hpp>
+#include <boost/asio/detail/socket_ops.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <utility>
+
+#if !defined(BOOST_ASIO_HAS_EPOLL) || defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) || BOOST_VERSION != 108100
+#error "io::Socket's reads are written for the epoll reactor of Boost 1.81's Asio"
+#endif
+
+namespace sidekey::io {
+
+// TCP, as a distinct type: never constructed (endpoints and resolvers are ip::tcp's).
+struct Tcp : boost::asio::ip::tcp {};
+
+namespace reactor_ops {
+namespace ad = boost::asio::detail;
+
+// What an operation needs of its socket's registration.
+struct Descriptor {
+  int fd;
+  ad::reactor* reactor;
+  ad::reactor::per_descriptor_data data;
+};
+
+// Whether a read that returned fewer bytes than asked left the socket drained, as far as the
+// reactor's edges go. Called from perform(), under the descriptor's lock. The first time it
+// adds EPOLLRDHUP to the registration (the re-arm reports anything already there).
+bool short_read_drained(const Descriptor& d);
+
+// Removes a queued operation when its cancellation slot fires (per-operation cancellation, as
+// the awaitable operators and Beast's composed operations use it).
+class Cancellation {
+ public:
+  Cancellation(ad::reactor* r, ad::reactor::per_descriptor_data* d, int fd) : reactor_(r), data_(d), fd_(fd) {}
+  void operator()(boost::asio::cancellation_type_t type) {
+    using boost::asio::cancellation_type;
+    if (!!(type & (cancellation_type::terminal | cancellation_type::partial | cancellation_type::total)))
+      reactor_->cancel_ops_by_key(fd_, *data_, ad::reactor::read_op, this);
+  }
+
+ private:
+  ad::reactor* reactor_;
+  ad::reactor::per_descriptor_data* data_;
+  int fd_;
+};
+
+// The completion half both operations share: the handler is moved out and the operation freed
+// before the upcall, which runs through the handler's executor as Asio's own operations do.
+template <class Derived, class Handler, class IoExecutor>
+class Completing : public ad::reactor_op {
+ protected:
+  Completing(perform_func_type perform, Handler& h, const IoExecutor& ex)
+      : reactor_op(boost::system::error_code(), perform, &Completing::complete),
+        handler_(std::move(h)),
+        work_(handler_, ex) {}
+
+ private:
+  static void complete(void* owner, ad::operation* base, const boost::system::error_code&, std::size_t) {
+    auto* o = static_cast<Derived*>(static_cast<Completing*>(base));
+    ad::handler_work<Handler, IoExecutor> work(std::move(o->work_));
+    ad::binder2<Handler, boost::system::error_code, std::size_t> call(o->handler_, o->ec_, o->bytes_transferred_);
+    delete o;
+    if (owner) {
+      ad::fenced_block b(ad::fenced_block::half);
+      work.complete(call, call.handler_);
+    }
+  }
+
+  Handler handler_;
+  ad::handler_work<Handler, IoExecutor> work_;
+};
+
+template <class Buffers, class Handler, class IoExecutor>
+class Recv final : public Completing<Recv<Buffers, Handler, IoExecutor>, Handler, IoExecutor> {
+  using Base = Completing<Recv, Handler, IoExecutor>;
+
+ public:
+  Recv(const Descriptor& d, const Buffers& buffers, Handler& h, const IoExecutor& ex)
+      : Base(&Recv::perform, h, ex), d_(d), buffers_(buffers) {}
+
+ private:
+  static ad::reactor_op::status perform(ad::reactor_op* base) {
+    auto* o = static_cast<Recv*>(base);
+    ad::buffer_sequence_adapter<boost::asio::mutable_buffer, Buffers> bufs(o->buffers_);
+    if (!ad::socket_ops::non_blocking_recv(o->d_.fd, bufs.buffers(), bufs.count(), 0, true, o->ec_,
+                                           o->bytes_transferred_))
+      return ad::reactor_op::not_done;
+    if (o->ec_ == boost::asio::error::eof) return ad::reactor_op::done_and_exhausted;  // as Asio's
+    bool drained = !o->ec_ && o->bytes_transferred_ < bufs.total_size() && short_read_drained(o->d_);
+    return drained ? ad::reactor_op::done_and_exhausted : ad::reactor_op::done;
+  }
+
+  Descriptor d_;
+  Buffers buffers_;
+};
+
+// Set while this thread starts a readiness wait: the only time the reactor performs one before
+// epoll has reported the descriptor.
+inline thread_local bool starting_wait = false;
+
+template <class Handler, class IoExecutor>
+class WaitReadable final : public Completing<WaitReadable<Handler, IoExecutor>, Handler, IoExecutor> {
+  using Base = Completing<WaitReadable, Handler, IoExecutor>;
+
+ public:
+  WaitReadable(const Descriptor& d, Handler& h, const IoExecutor& ex) : Base(&WaitReadable::perform, h, ex), fd_(d.fd) {}
+
+ private:
+  static ad::reactor_op::status perform(ad::reactor_op* base) {
+    auto* o = static_cast<WaitReadable*>(base);
+    // Reported by epoll: readable (or closed, or failed), as Asio's wait has it.
+    if (!starting_wait) return ad::reactor_op::done;
+    // Tried at start because an edge came since the last draining read: ask the socket.
+    char b;
+    ssize_t n;
+    do n = ::recv(o->fd_, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? ad::reactor_op::not_done : ad::reactor_op::done;
+  }
+
+  int fd_;
+};
+
+}  // namespace reactor_ops
+}  // namespace sidekey::io
+
+namespace boost::asio {
+
+template <class Executor>
+class basic_stream_socket<sidekey::io::Tcp, Executor> : public basic_stream_socket<ip::tcp, Executor> {
+  using Base = basic_stream_socket<ip::tcp, Executor>;
+
+ public:
+  template <class Executor1>
+  struct rebind_executor {
+    using other = basic_stream_socket<sidekey::io::Tcp, Executor1>;
+  };
+
+  using Base::Base;
+  // An accepted or connected socket of the plain type becomes this one.
+  basic_stream_socket(Base&& s) noexcept : Base(std::move(s)) {}  // NOLINT(google-explicit-constructor)
+
+  template <class MutableBufferSequence, class Token>
+  auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
+    return async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const MutableBufferSequence& b) {
+          using Op = sidekey::io::reactor_ops::Recv<MutableBufferSequence, decltype(handler), Executor>;
+          bool empty = detail::buffer_sequence_adapter<mutable_buffer, MutableBufferSequence>::all_empty(b);
+          start<Op>(handler, empty, b);
+        },
+        token, buffers);
+  }
+
+  // Completes when the socket is readable (bytes, EOF or an error pending) or the wait is
+  // cancelled; what is there is left for the next read.
+  template <class Token>
+  auto async_wait_readable(Token&& token) {
+    return async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler) {
+          using Op = sidekey::io::reactor_ops::WaitReadable<decltype(handler), Executor>;
+          sidekey::io::reactor_ops::starting_wait = true;
+          start<Op>(handler, false);
+          sidekey::io::reactor_ops::starting_wait = false;
+        },
+        token);
+  }
+
+ private:
+  // The handler's continuation hint and cancellation slot are read before the operation takes it.
+  template <class Op, class Handler, class... Args>
+  void start(Handler& handler, bool nothing_to_do, const Args&... args) {
+    auto& impl = this->impl_.get_implementation();
+    // Looked up once per socket: a registry walk under a mutex otherwise.
+    if (reactor_ == nullptr) reactor_ = &use_service<detail::reactor>(this->get_executor().context());
+    bool cont = boost_asio_handler_cont_helpers::is_continuation(handler);
+    auto slot = get_associated_cancellation_slot(handler);
+    detail::reactor_op* op = new Op(sidekey::io::reactor_ops::Descriptor{impl.socket_, reactor_, impl.reactor_data_},
+                                    args..., handler, this->impl_.get_executor());
+    if (slot.is_connected())
+      op->cancellation_key_ =
+          &slot.template emplace<sidekey::io::reactor_ops::Cancellation>(reactor_, &impl.reactor_data_, impl.socket_);
+    if (nothing_to_do || (!(impl.state_ & detail::socket_ops::non_blocking) &&
+                          !detail::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, op->ec_))) {
+      reactor_->post_immediate_completion(op, cont);
+      return;
+    }
+    reactor_->start_op(detail::reactor::read_op, impl.socket_, impl.reactor_data_, op, cont, true);
+  }
+
+  detail::reactor* reactor_ = nullptr;
+};
+
+}  // namespace boost::asio
