@@ -1,0 +1,311 @@
+// io::Socket (core/tcp_socket.hpp) over real loopback connections. The system calls that matter
+// are counted per descriptor by the recvmsg and epoll_ctl defined below: an executable's
+// definition comes before libc's (or a sanitizer's) for every caller, and forwards to it.
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "core/io.hpp"
+
+namespace {
+std::array<std::atomic<int>, 4096> recv_calls{};
+std::array<std::atomic<int>, 4096> ctl_calls{};
+
+void count(std::array<std::atomic<int>, 4096>& calls, int fd) {
+  if (fd >= 0 && fd < static_cast<int>(calls.size())) calls[fd].fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+extern "C" ssize_t recvmsg(int fd, msghdr* message, int flags) {
+  static auto* next = reinterpret_cast<ssize_t (*)(int, msghdr*, int)>(dlsym(RTLD_NEXT, "recvmsg"));
+  count(recv_calls, fd);
+  return next(fd, message, flags);
+}
+
+extern "C" int epoll_ctl(int epfd, int op, int fd, epoll_event* event) noexcept {
+  static auto* next = reinterpret_cast<int (*)(int, int, int, epoll_event*)>(dlsym(RTLD_NEXT, "epoll_ctl"));
+  count(ctl_calls, fd);
+  return next(epfd, op, fd, event);
+}
+
+namespace {
+namespace net = boost::asio;
+using namespace sidekey;
+using namespace std::chrono_literals;
+using boost::system::error_code;
+
+struct Result {
+  error_code ec;
+  std::size_t n = 0;
+};
+
+// A connected pair: `server` is the socket under test, `peer` a plain blocking descriptor.
+struct Pair {
+  net::io_context io{1};
+  io::Socket server{io.get_executor()};
+  int peer = -1;
+  char buf[4096];
+
+  Pair() {
+    net::basic_socket_acceptor<net::ip::tcp, io::Executor> acceptor(io.get_executor(),
+                                                                    {net::ip::address_v4::loopback(), 0});
+    peer = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(acceptor.local_endpoint().port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_REQUIRE_EQUAL(::connect(peer, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    acceptor.accept(server);
+    recvs();
+    ctls();  // the registration
+  }
+  ~Pair() {
+    if (peer >= 0) ::close(peer);
+  }
+
+  int fd() { return server.native_handle(); }
+  int recvs() { return recv_calls[fd()].exchange(0); }
+  int ctls() { return ctl_calls[fd()].exchange(0); }
+  void send(std::string_view s) { BOOST_REQUIRE_EQUAL(::send(peer, s.data(), s.size(), 0), static_cast<ssize_t>(s.size())); }
+
+  void read(std::optional<Result>& r, std::size_t size = sizeof(buf)) {
+    r.reset();
+    server.async_read_some(net::buffer(buf, size), [&r](error_code ec, std::size_t n) { r = Result{ec, n}; });
+  }
+  void wait(std::optional<Result>& r) {
+    r.reset();
+    server.async_wait_readable([&r](error_code ec, std::size_t n) { r = Result{ec, n}; });
+  }
+  // Runs what is ready now: the handlers posted and one non-blocking look at epoll (which the
+  // context skips when no work is outstanding, hence the guard).
+  void poll() {
+    io.restart();
+    auto work = net::make_work_guard(io);
+    io.poll();
+  }
+  // Runs until r is set; the bound only keeps a failing test from hanging.
+  void until(const std::optional<Result>& r) {
+    io.restart();
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!r && std::chrono::steady_clock::now() < deadline) io.run_one_for(100ms);
+    BOOST_REQUIRE(r);
+  }
+  // Reads one piece shorter than the buffer: the socket counts as drained after it.
+  void exchange(std::string_view s) {
+    std::optional<Result> r;
+    send(s);
+    read(r);
+    until(r);
+    BOOST_REQUIRE(!r->ec);
+    BOOST_REQUIRE_EQUAL(std::string_view(buf, r->n), s);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(tcp_socket)
+
+BOOST_AUTO_TEST_CASE(a_read_after_a_short_read_waits_for_epoll_without_a_recv) {
+  Pair p;
+  p.exchange("hello");
+  p.recvs();
+  BOOST_TEST(p.ctls() == 1);  // EPOLLRDHUP added once, at the first short read
+  for (int round = 0; round < 5; ++round) {
+    std::optional<Result> r;
+    p.read(r);
+    p.poll();
+    BOOST_TEST(!r.has_value());
+    BOOST_TEST(p.recvs() == 0);  // Asio's own read tries a recv here, which finds nothing
+    p.send("request " + std::to_string(round));
+    p.until(r);
+    BOOST_TEST(!r->ec);
+    BOOST_TEST(std::string_view(p.buf, r->n) == "request " + std::to_string(round));
+    BOOST_TEST(p.recvs() == 1);
+    BOOST_TEST(p.ctls() == 0);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_read_that_fills_its_buffer_is_followed_by_an_attempt) {
+  Pair p;
+  p.exchange("registered");  // else the re-arm that adds EPOLLRDHUP would report the rest
+  p.send("0123456789abcdef");
+  p.poll();  // epoll's report of those bytes is taken with no read queued
+  std::optional<Result> r;
+  p.read(r, 8);
+  p.poll();
+  BOOST_REQUIRE(r);
+  BOOST_TEST(std::string_view(p.buf, r->n) == "01234567");
+  // No further edge will come for the other eight bytes: only an attempt finds them.
+  p.read(r, 8);
+  p.poll();
+  BOOST_REQUIRE(r);
+  BOOST_TEST(!r->ec);
+  BOOST_TEST(std::string_view(p.buf, r->n) == "89abcdef");
+}
+
+BOOST_AUTO_TEST_CASE(a_fin_behind_the_last_bytes_ends_the_next_read) {
+  Pair p;
+  p.exchange("first");
+  std::optional<Result> r;
+  p.read(r);
+  p.poll();
+  BOOST_REQUIRE(!r);
+  // The last bytes and the FIN land before epoll is asked: one report carries both.
+  p.send("last");
+  ::shutdown(p.peer, SHUT_WR);
+  p.until(r);
+  BOOST_TEST(std::string_view(p.buf, r->n) == "last");
+  p.read(r);
+  p.poll();  // no new edge comes: the read must be tried
+  BOOST_REQUIRE(r);
+  BOOST_TEST(r->ec == net::error::eof);
+}
+
+BOOST_AUTO_TEST_CASE(a_fin_before_the_first_short_read_is_reported_by_the_re_arm) {
+  Pair p;
+  p.send("only");
+  ::shutdown(p.peer, SHUT_WR);
+  p.poll();  // the bytes and the FIN are reported before EPOLLRDHUP is asked for
+  std::optional<Result> r;
+  p.read(r);
+  p.poll();
+  BOOST_REQUIRE(r);
+  BOOST_TEST(std::string_view(p.buf, r->n) == "only");
+  p.read(r);
+  p.until(r);
+  BOOST_TEST(r->ec == net::error::eof);
+}
+
+BOOST_AUTO_TEST_CASE(a_readiness_wait_after_a_short_read_costs_no_system_call) {
+  Pair p;
+  p.exchange("answer");
+  p.recvs();
+  p.ctls();
+  std::optional<Result> w;
+  p.wait(w);
+  p.poll();
+  BOOST_TEST(!w.has_value());
+  BOOST_TEST(p.recvs() == 0);
+  BOOST_TEST(p.ctls() == 0);  // Asio's async_wait re-arms the descriptor here
+  // A read queued behind the wait: one report completes both, the bytes left for the read.
+  std::optional<Result> r;
+  p.read(r);
+  p.send("next");
+  p.until(r);
+  BOOST_REQUIRE(w);
+  BOOST_TEST(!w->ec);
+  BOOST_TEST(std::string_view(p.buf, r->n) == "next");
+  BOOST_TEST(p.recvs() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_readiness_wait_sees_bytes_and_eof_that_came_before_it) {
+  Pair p;
+  p.exchange("answer");
+  p.send("stray");
+  p.poll();  // reported while nothing waits
+  std::optional<Result> w;
+  p.wait(w);
+  p.poll();
+  BOOST_REQUIRE(w);  // asked the socket at once
+  std::optional<Result> r;
+  p.read(r);
+  p.poll();
+  BOOST_REQUIRE(r);
+  BOOST_TEST(std::string_view(p.buf, r->n) == "stray");
+
+  p.wait(w);
+  p.poll();
+  BOOST_TEST(!w.has_value());
+  ::close(p.peer);
+  p.peer = -1;
+  p.until(w);
+  BOOST_TEST(!w->ec);
+  p.read(r);
+  p.until(r);
+  BOOST_TEST(r->ec == net::error::eof);
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_finding_nothing_after_a_full_read_stays_queued) {
+  Pair p;
+  p.send("12345678");
+  p.poll();
+  std::optional<Result> r;
+  p.read(r, 8);
+  p.poll();
+  BOOST_REQUIRE(r);
+  std::optional<Result> w;
+  p.wait(w);  // the reactor would try a read now: the socket is asked, and has nothing
+  p.poll();
+  BOOST_TEST(!w.has_value());
+  p.send("x");
+  p.until(w);
+  BOOST_TEST(!w->ec);
+}
+
+BOOST_AUTO_TEST_CASE(queued_operations_are_cancelled_one_by_one_and_by_close) {
+  Pair p;
+  p.exchange("a");
+  net::cancellation_signal signal;
+  std::optional<Result> r;
+  p.server.async_read_some(net::buffer(p.buf),
+                           net::bind_cancellation_slot(signal.slot(), [&r](error_code ec, std::size_t n) {
+                             r = Result{ec, n};
+                           }));
+  p.poll();
+  BOOST_REQUIRE(!r);
+  signal.emit(net::cancellation_type::terminal);
+  p.poll();
+  BOOST_REQUIRE(r);
+  BOOST_TEST(r->ec == net::error::operation_aborted);
+  // The socket goes on: the next read gets the next bytes.
+  p.read(r);
+  p.send("b");
+  p.until(r);
+  BOOST_TEST(std::string_view(p.buf, r->n) == "b");
+
+  std::optional<Result> w;
+  p.wait(w);
+  p.read(r);
+  p.poll();
+  BOOST_REQUIRE(!w && !r);
+  p.server.close();
+  p.poll();
+  BOOST_REQUIRE(w && r);
+  BOOST_TEST(w->ec == net::error::operation_aborted);
+  BOOST_TEST(r->ec == net::error::operation_aborted);
+}
+
+BOOST_AUTO_TEST_CASE(beasts_stream_reads_through_it_and_times_out_a_queued_read) {
+  Pair p;
+  int fd = p.fd();
+  io::TcpStream stream(std::move(p.server));
+  std::optional<Result> r;
+  auto read = [&] {
+    r.reset();
+    stream.async_read_some(net::buffer(p.buf), [&r](error_code ec, std::size_t n) { r = Result{ec, n}; });
+  };
+  p.send("through beast");
+  read();
+  p.until(r);
+  BOOST_TEST(std::string_view(p.buf, r->n) == "through beast");
+  BOOST_TEST(recv_calls[fd].exchange(0) == 1);
+  stream.expires_after(1ms);
+  read();
+  p.until(r);
+  BOOST_TEST((r->ec == boost::beast::error::timeout), r->ec.message());
+  BOOST_TEST(recv_calls[fd].exchange(0) == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
