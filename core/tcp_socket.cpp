@@ -47,7 +47,9 @@ bool short_read_drained(const Descriptor& d) {
   // descriptor_state derives privately from the scheduler's operation type; a C-style cast may
   // name a private base.
   auto* op = (ad::scheduler_operation*)d.data;  // NOLINT(cppcoreguidelines-pro-type-cstyle-cast)
-  return (op->*member(LastEvents{}) & EPOLLRDHUP) == 0;
+  // EPOLLPRI: urgent data stops a recv at its mark with bytes behind it (tcp_recvmsg), and those
+  // raise no new edge. EPOLLERR, EPOLLHUP: whatever comes next is already there.
+  return (op->*member(LastEvents{}) & (EPOLLRDHUP | EPOLLPRI | EPOLLERR | EPOLLHUP)) == 0;
 }
 
 }  // namespace sidekey::io::reactor_ops

@@ -8,19 +8,23 @@
 // descriptor with epoll_ctl, also a system call.
 //
 // A TCP recv that returns fewer bytes than asked has emptied the receive queue of data, and any
-// byte that arrives after it raises a new edge on the edge-triggered registration. A FIN does
-// not show in the count: one that came with the last bytes, in the same edge, leaves the next
-// read to return 0 at once, and no edge will say so. So, as nginx does, the socket's
-// registration also asks for EPOLLRDHUP, and a short read counts as draining the socket unless
-// the last events epoll reported for it carried EPOLLRDHUP (the peer's FIN is in). The
-// reactor then queues the next read without trying it until epoll reports the descriptor again.
+// byte that arrives after it raises a new edge on the edge-triggered registration; except that a
+// FIN does not show in the count (one that came with the last bytes, in the same edge, leaves
+// the next read to return 0 at once, and no edge will say so), and urgent data stops a recv at
+// its mark with bytes still queued behind it. So, as nginx does, the socket's registration also
+// asks for EPOLLRDHUP, and a short read counts as draining the socket unless the last events
+// epoll reported for it carried EPOLLRDHUP (the peer's FIN is in), EPOLLPRI (urgent data),
+// EPOLLERR or EPOLLHUP. The reactor then queues the next read without trying it until epoll
+// reports the descriptor again.
 // The readiness wait used on idle pooled connections asks the socket only when the reactor
 // would have tried a read; otherwise it queues without a call.
 //
 // This reaches into Asio's reactor (boost::asio::detail, Boost 1.81 as pinned by the build's
 // Debian packages; tcp_socket.cpp reads three of its private fields): the operations follow
 // Asio's own reactor_op protocol with a different answer to "did this read drain the socket?".
-// Cancellation, close and shutdown go through the reactor as for Asio's operations. The
+// Cancellation, close and shutdown go through the reactor as for Asio's operations. The last
+// events reported are read without the reactor's lock: the socket's io_context must be run by
+// one thread (each worker's is). The
 // protocol tag io::Tcp exists only to select this socket inside Beast's basic_stream, which
 // names its socket type as basic_stream_socket<Protocol, Executor>.
 
@@ -38,6 +42,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <memory>
 #include <utility>
 
 #if !defined(BOOST_ASIO_HAS_EPOLL) || defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) || BOOST_VERSION != 108100
@@ -95,12 +100,17 @@ class Completing : public ad::reactor_op {
   static void complete(void* owner, ad::operation* base, const boost::system::error_code&, std::size_t) {
     auto* o = static_cast<Derived*>(static_cast<Completing*>(base));
     ad::handler_work<Handler, IoExecutor> work(std::move(o->work_));
-    ad::binder2<Handler, boost::system::error_code, std::size_t> call(o->handler_, o->ec_, o->bytes_transferred_);
-    delete o;
-    if (owner) {
-      ad::fenced_block b(ad::fenced_block::half);
-      work.complete(call, call.handler_);
-    }
+    auto upcall = [&](auto call) {
+      delete o;
+      if (owner) {
+        ad::fenced_block b(ad::fenced_block::half);
+        work.complete(call, call.handler_);
+      }
+    };
+    if constexpr (Derived::passes_size)
+      upcall(ad::binder2<Handler, boost::system::error_code, std::size_t>(o->handler_, o->ec_, o->bytes_transferred_));
+    else
+      upcall(ad::binder1<Handler, boost::system::error_code>(o->handler_, o->ec_));
   }
 
   Handler handler_;
@@ -112,6 +122,8 @@ class Recv final : public Completing<Recv<Buffers, Handler, IoExecutor>, Handler
   using Base = Completing<Recv, Handler, IoExecutor>;
 
  public:
+  static constexpr bool passes_size = true;
+
   Recv(const Descriptor& d, const Buffers& buffers, Handler& h, const IoExecutor& ex)
       : Base(&Recv::perform, h, ex), d_(d), buffers_(buffers) {}
 
@@ -140,6 +152,8 @@ class WaitReadable final : public Completing<WaitReadable<Handler, IoExecutor>, 
   using Base = Completing<WaitReadable, Handler, IoExecutor>;
 
  public:
+  static constexpr bool passes_size = false;
+
   WaitReadable(const Descriptor& d, Handler& h, const IoExecutor& ex) : Base(&WaitReadable::perform, h, ex), fd_(d.fd) {}
 
  private:
@@ -192,12 +206,14 @@ class basic_stream_socket<sidekey::io::Tcp, Executor> : public basic_stream_sock
   // cancelled; what is there is left for the next read.
   template <class Token>
   auto async_wait_readable(Token&& token) {
-    return async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+    return async_initiate<Token, void(boost::system::error_code)>(
         [this](auto handler) {
           using Op = sidekey::io::reactor_ops::WaitReadable<decltype(handler), Executor>;
-          sidekey::io::reactor_ops::starting_wait = true;
+          struct Starting {
+            Starting() { sidekey::io::reactor_ops::starting_wait = true; }
+            ~Starting() { sidekey::io::reactor_ops::starting_wait = false; }
+          } starting;
           start<Op>(handler, false);
-          sidekey::io::reactor_ops::starting_wait = false;
         },
         token);
   }
@@ -211,11 +227,12 @@ class basic_stream_socket<sidekey::io::Tcp, Executor> : public basic_stream_sock
     if (reactor_ == nullptr) reactor_ = &use_service<detail::reactor>(this->get_executor().context());
     bool cont = boost_asio_handler_cont_helpers::is_continuation(handler);
     auto slot = get_associated_cancellation_slot(handler);
-    detail::reactor_op* op = new Op(sidekey::io::reactor_ops::Descriptor{impl.socket_, reactor_, impl.reactor_data_},
-                                    args..., handler, this->impl_.get_executor());
+    auto owned = std::make_unique<Op>(sidekey::io::reactor_ops::Descriptor{impl.socket_, reactor_, impl.reactor_data_},
+                                      args..., handler, this->impl_.get_executor());
     if (slot.is_connected())
-      op->cancellation_key_ =
+      owned->cancellation_key_ =
           &slot.template emplace<sidekey::io::reactor_ops::Cancellation>(reactor_, &impl.reactor_data_, impl.socket_);
+    detail::reactor_op* op = owned.release();  // the reactor owns it from here, and cannot throw
     if (nothing_to_do || (!(impl.state_ & detail::socket_ops::non_blocking) &&
                           !detail::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, op->ec_))) {
       reactor_->post_immediate_completion(op, cont);

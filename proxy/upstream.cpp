@@ -108,7 +108,7 @@ bool still_open(UpstreamConnection& c, bool ask) {
 // answer completes both.
 void watch(const std::shared_ptr<IdleWatch>& w) {
   w->pending = true;
-  w->owner->tcp().socket().async_wait_readable([w](const beast::error_code& ec, std::size_t) {
+  w->owner->tcp().socket().async_wait_readable([w](const beast::error_code& ec) {
     w->pending = false;
     if (ec || !w->idle || !w->owner) return;
     // A readiness event may be stale (bytes already read when the connection was last used):
