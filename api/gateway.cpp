@@ -61,8 +61,8 @@ io::Awaitable<bool> answer(Stream& s, http::status status, std::string_view mess
 }
 }  // namespace
 
-io::Awaitable<bool> Gateway::forward(io::TcpStream& client, beast::flat_buffer& buffer,
-                                      http::request_parser<http::string_body>& header_parser) {
+io::Awaitable<bool> Gateway::forward(io::TcpStream& client, io::FlatBuffer& buffer,
+                                      RequestParser& header_parser) {
   http::request_parser<http::buffer_body> p{std::move(header_parser)};
   p.body_limit(boost::none);
   auto& req = p.get();

@@ -4,7 +4,6 @@
 // (artifact uploads and downloads are never held whole). The agent is the operator's own
 // service, so the egress guard does not apply to it.
 #include <boost/asio/awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
@@ -12,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "api/http_server.hpp"
 #include "core/io.hpp"
 #include "policy/destination.hpp"
 #include "proxy/upstream.hpp"
@@ -32,8 +32,8 @@ class Gateway {
 
   // Streams the request (head already read into `parser`) to the agent and the answer back.
   // Returns whether the client connection may be kept alive.
-  io::Awaitable<bool> forward(io::TcpStream& client, boost::beast::flat_buffer& buffer,
-                                       boost::beast::http::request_parser<boost::beast::http::string_body>& parser);
+  io::Awaitable<bool> forward(io::TcpStream& client, io::FlatBuffer& buffer,
+                                       RequestParser& parser);
 
   // The agent's status for GET /ap/v1/agent/tasks/{task_id} (200, 404, …), or nullopt when the
   // agent cannot be reached.

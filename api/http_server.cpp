@@ -35,7 +35,7 @@ Response text_response(http::status status, std::string body, std::string_view c
 
 namespace {
 // Zeroes the buffer's free space, which still holds the bytes of requests already parsed.
-void wipe_spare(beast::flat_buffer& buffer) {
+void wipe_spare(io::FlatBuffer& buffer) {
   auto spare = buffer.prepare(buffer.capacity() - buffer.size());
   secrets::wipe(spare.data(), spare.size());
 }
@@ -43,9 +43,9 @@ void wipe_spare(beast::flat_buffer& buffer) {
 
 io::Awaitable<void> serve_http(io::Socket socket, const HttpServerOptions& opt, const Handler& handler) {
   io::TcpStream stream(std::move(socket));
-  beast::flat_buffer buffer;
+  io::FlatBuffer buffer;
   for (;;) {
-    http::request_parser<http::string_body> parser;
+    RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
     parser.body_limit(boost::none);  // set below: a streamed request has no limit
     stream.expires_after(opt.idle_timeout);

@@ -3,7 +3,6 @@
 // idle and request timeouts, graceful drain. Handlers see a whole (bounded) request.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -17,13 +16,16 @@
 namespace sidekey::api {
 
 namespace http = boost::beast::http;
-using Request = http::request<http::string_body>;
+// A request body may carry a secret value: its blocks are zeroed when freed, also those it
+// leaves behind as it grows (a chunked body).
+using RequestBody = http::basic_string_body<char, std::char_traits<char>, WipingAllocator<char>>;
+using Request = http::request<RequestBody>;
+using RequestParser = http::request_parser<RequestBody>;
 using Response = http::response<http::string_body>;
 
 // Takes over a request whose head has been read (the body has not): streams it somewhere and
 // answers. Returns whether the connection may serve another request.
-using StreamHandler = std::function<io::Awaitable<bool>(io::TcpStream&, boost::beast::flat_buffer&,
-                                                                 http::request_parser<http::string_body>&)>;
+using StreamHandler = std::function<io::Awaitable<bool>(io::TcpStream&, io::FlatBuffer&, RequestParser&)>;
 
 struct HttpServerOptions {
   std::size_t header_limit = 65536;

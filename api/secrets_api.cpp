@@ -12,6 +12,8 @@
 
 namespace sidekey::api {
 namespace {
+// A JSON document whose strings zero their blocks when freed: a request body carries a value.
+using WipingJson = nlohmann::basic_json<std::map, std::vector, WipingString>;
 
 constexpr std::string_view kAgentSecrets = "/ap/v1/agent/secrets";
 constexpr std::string_view kTasks = "/ap/v1/agent/tasks/";
@@ -158,12 +160,14 @@ Response SecretsApi::create(const std::string& scope, Request& req, bool task_fo
   const char* name_key = task_form ? "name" : "secret_key";
   const char* value_key = task_form ? "value" : "secret_value";
   // Parse without exceptions: a parser message could quote the body, which holds the value.
-  nlohmann::json body = nlohmann::json::parse(req.body(), nullptr, false);
-  struct Wipe {  // the parsed copy of the value is wiped whatever path we leave by
-    nlohmann::json& j;
+  // The parser's strings (its token buffer included) free through the wiping allocator.
+  WipingJson body = WipingJson::parse(req.body(), nullptr, false);
+  struct Wipe {  // the parsed copy of the value is wiped whatever path we leave by (a short one
+                 // sits inside the string object, which the json frees with its own allocator)
+    WipingJson& j;
     const char* key;
     ~Wipe() {
-      if (j.is_object() && j.contains(key) && j[key].is_string()) secrets::wipe(j[key].get_ref<std::string&>());
+      if (j.is_object() && j.contains(key) && j[key].is_string()) secrets::wipe(j[key].get_ref<WipingString&>());
     }
   } wipe_guard{body, value_key};
   if (body.is_discarded() || !body.is_object()) return unprocessable("request body must be a JSON object");
@@ -171,12 +175,13 @@ Response SecretsApi::create(const std::string& scope, Request& req, bool task_fo
     return unprocessable(std::string("missing string field '") + name_key + "'");
   if (!body.contains(value_key) || !body[value_key].is_string())
     return unprocessable(std::string("missing string field '") + value_key + "'");
-  std::string name = body[name_key].get<std::string>();
+  const auto& parsed_name = body[name_key].get_ref<const WipingString&>();
+  std::string name(parsed_name.begin(), parsed_name.end());
   std::string ref_name = task_form ? secrets::task_secret_ref_name(scope, name) : name;
   if (!secrets::valid_secret_name(name) || !secrets::valid_secret_name(ref_name) ||
       (!task_form && name.rfind("tasks/", 0) == 0))
     return unprocessable("secret name must match [A-Za-z0-9_][A-Za-z0-9_.\\-/]{0,127} (and not start with tasks/)");
-  std::string& value = body[value_key].get_ref<std::string&>();
+  auto& value = body[value_key].get_ref<WipingString&>();
   if (auto problem = secrets::value_problem(value); !problem.empty()) return unprocessable(problem);
   std::vector<std::string> hosts;
   if (body.contains("allowed_hosts")) {
@@ -184,7 +189,8 @@ Response SecretsApi::create(const std::string& scope, Request& req, bool task_fo
     if (!h.is_array()) return unprocessable("allowed_hosts must be a list of host patterns");
     for (const auto& item : h) {
       if (!item.is_string()) return unprocessable("allowed_hosts must be a list of host patterns");
-      auto s = item.get<std::string>();
+      const auto& parsed = item.get_ref<const WipingString&>();
+      std::string s(parsed.begin(), parsed.end());
       if (auto problem = host_problem_(s); !problem.empty())
         return unprocessable("allowed_hosts: " + problem);
       hosts.push_back(std::move(s));
@@ -192,7 +198,7 @@ Response SecretsApi::create(const std::string& scope, Request& req, bool task_fo
   }
   secrets::SecretMeta meta;
   try {
-    meta = registry_.store().put(scope, name, secrets::SecretValue::take(value), hosts);
+    meta = registry_.store().put(scope, name, secrets::SecretValue(std::string_view(value.data(), value.size())), hosts);
   } catch (const secrets::StoreError& e) {
     return store_write_failed(e, ref_name);
   }

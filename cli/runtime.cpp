@@ -166,8 +166,8 @@ void Runtime::start() {
     api_options_.wants_stream = [](const http::request_header<>& h) {
       return !api::SecretsApi::serves(h.target()) && api::Gateway::forwards(h.target());
     };
-    api_options_.stream_handler = [this](io::TcpStream& stream, beast::flat_buffer& buffer,
-                                         http::request_parser<http::string_body>& parser) -> io::Awaitable<bool> {
+    api_options_.stream_handler = [this](io::TcpStream& stream, io::FlatBuffer& buffer,
+                                         api::RequestParser& parser) -> io::Awaitable<bool> {
       auto& h = parser.get();
       if (api_token_ && !api::token_matches(*api_token_, h[http::field::authorization], h["X-API-KEY"])) {
         auto res = api::message_response(http::status::unauthorized, "missing or invalid API token");

@@ -12,9 +12,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include "core/tcp_socket.hpp"
+#include "core/wiping_allocator.hpp"
 
 namespace sidekey::io {
 
@@ -30,6 +32,11 @@ using Resolver = boost::asio::ip::basic_resolver<boost::asio::ip::tcp, Executor>
 using Timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
                                                 boost::asio::wait_traits<std::chrono::steady_clock>, Executor>;
 using TcpStream = boost::beast::basic_stream<Tcp, Executor>;
+
+// The read buffer of a client or upstream connection: it may hold a secret (an upstream's echo,
+// a value sent to the secrets API), so a block it leaves behind as it grows, or at its end, is
+// zeroed first.
+using FlatBuffer = boost::beast::basic_flat_buffer<WipingAllocator<char>>;
 
 inline constexpr boost::asio::use_awaitable_t<Executor> use_awaitable;
 // Completion as a tuple (error first): failures are values to branch on, not exceptions.

@@ -61,7 +61,7 @@ void wipe_field_values(http::header<isRequest>& m) {
 
 // Clears a connection's read buffer, consumed bytes included, once it has carried a response
 // that may echo a secret.
-inline void wipe_buffer(beast::flat_buffer& b) {
+inline void wipe_buffer(io::FlatBuffer& b) {
   b.consume(b.size());
   auto all = b.prepare(b.capacity());
   secrets::wipe(static_cast<char*>(all.data()), all.size());
@@ -166,7 +166,7 @@ auto write_rest(Stream& s, const Buffers& bufs, std::size_t written, std::chrono
 // small body arrives with its head): what http::async_read_some does before it reads. need_more
 // when the buffer holds no complete element, and then the stream is read.
 template <bool isRequest>
-beast::error_code parse_buffered(http::parser<isRequest, http::buffer_body>& p, beast::flat_buffer& buf) {
+beast::error_code parse_buffered(http::parser<isRequest, http::buffer_body>& p, io::FlatBuffer& buf) {
   if (buf.size() == 0) return http::error::need_more;
   beast::error_code ec;
   std::size_t used = p.put(buf.data(), ec);
@@ -206,7 +206,7 @@ inline bool is_parse_error(const beast::error_code& ec) {
 // request's first piece, read before dialing so that bad framing is refused before anything goes
 // upstream). With `header_only` (HEAD, 204, 304) nothing follows the head, not even a last chunk.
 template <bool isRequest, class In, class Out, class Transform>
-io::Awaitable<RelayResult> relay_body(In& in, beast::flat_buffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
+io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
                                        Out& out, OutHead out_head, Transform& transform, std::chrono::milliseconds idle,
                                        std::uint64_t& body_bytes, bool identity,
                                        std::optional<std::string_view> prefetched = std::nullopt,

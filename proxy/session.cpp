@@ -66,7 +66,7 @@ io::Awaitable<bool> send_raw(Stream& s, const std::string& bytes) {
 constexpr std::size_t kIdleBufferBytes = 2048;
 
 template <class Stream>
-io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s, beast::flat_buffer& buf,
+io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s, io::FlatBuffer& buf,
                                                                          std::size_t limit) {
   std::size_t searched = 0;
   for (;;) {
@@ -94,7 +94,7 @@ io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s
 
 // Parses a head already checked by raw_head_problem into `p`; the bytes are consumed.
 template <bool isRequest>
-beast::error_code parse_head(http::parser<isRequest, http::buffer_body>& p, beast::flat_buffer& buf, std::size_t end) {
+beast::error_code parse_head(http::parser<isRequest, http::buffer_body>& p, io::FlatBuffer& buf, std::size_t end) {
   beast::error_code ec;
   p.eager(false);
   std::size_t used = p.put(net::buffer(buf.data().data(), end), ec);
@@ -219,7 +219,7 @@ std::string path_only(std::string_view target) { return std::string(target.subst
 template <class Client>
 class Session {
  public:
-  Session(Client& client, beast::flat_buffer& buf, ProxyContext& ctx, std::string client_addr,
+  Session(Client& client, io::FlatBuffer& buf, ProxyContext& ctx, std::string client_addr,
           std::optional<policy::Destination> intercepted)
       : client_(client), buf_(buf), ctx_(ctx), client_addr_(std::move(client_addr)), intercepted_(std::move(intercepted)) {}
 
@@ -264,7 +264,7 @@ class Session {
   Handover handover_;
 
   Client& client_;
-  beast::flat_buffer& buf_;
+  io::FlatBuffer& buf_;
   ProxyContext& ctx_;
   std::string client_addr_;
   std::optional<policy::Destination> intercepted_;
@@ -835,7 +835,7 @@ io::Awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::reque
 
 // A blind tunnel (Session::handover()): bytes both ways until either side closes; `buf` may hold
 // bytes the client sent right after the CONNECT head (e.g. an eager ClientHello).
-io::Awaitable<void> serve_blind_tunnel(io::TcpStream& client, beast::flat_buffer& buf, ProxyContext& ctx, BlindTunnel& t) {
+io::Awaitable<void> serve_blind_tunnel(io::TcpStream& client, io::FlatBuffer& buf, ProxyContext& ctx, BlindTunnel& t) {
   auto& up = std::get<UpstreamConnection::Plain>(t.upstream->stream);
   auto& audit = t.st.audit;
   beast::error_code ec;
@@ -875,7 +875,7 @@ io::Awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::D
 
 // The TLS side of an intercepted CONNECT (Session::handover()): `tcp` and `buf` (which may
 // hold the start of the ClientHello) become the TLS stream's and the inner session's.
-io::Awaitable<void> serve_intercepted(std::optional<io::TcpStream>& tcp, beast::flat_buffer& buf, ProxyContext& ctx,
+io::Awaitable<void> serve_intercepted(std::optional<io::TcpStream>& tcp, io::FlatBuffer& buf, ProxyContext& ctx,
                                        const std::string& client_addr, Interception& icpt) {
   TlsStream tls(std::move(*tcp), icpt.tls->native_handle());
   tcp.reset();  // a moved-from tcp_stream keeps its own state block until destroyed
@@ -905,7 +905,7 @@ io::Awaitable<void> serve_proxy_connection(io::Socket socket, ProxyContext& ctx)
   auto remote = socket.remote_endpoint(ec);
   std::string client = ec ? "" : remote.address().to_string() + ":" + std::to_string(remote.port());
   std::optional<io::TcpStream> stream(std::in_place, std::move(socket));
-  beast::flat_buffer buf;
+  io::FlatBuffer buf;
   Handover handover;
   {
     Session<io::TcpStream> session(*stream, buf, ctx, client, std::nullopt);

@@ -58,7 +58,7 @@ struct UpstreamConnection {
   // Declared before the stream so that it outlives the SSL object that points at it.
   std::unique_ptr<std::string> authority;  // "host:port", for the new-session callback
   std::variant<Plain, Tls> stream;
-  beast::flat_buffer buffer;
+  io::FlatBuffer buffer;
   std::string key;  // pool key: destination + vetted address + TLS
   bool reused = false;
   std::shared_ptr<IdleWatch> watch;  // plain connections that have been pooled

@@ -38,6 +38,15 @@ class SecretValue {
 // Wipes a buffer that held plaintext, in a way the optimizer cannot drop.
 void wipe(std::string& s) noexcept;
 void wipe(void* p, std::size_t n) noexcept;
+// A string of another allocator (WipingString, a request body): its whole capacity too.
+template <class Allocator>
+void wipe(std::basic_string<char, std::char_traits<char>, Allocator>& s) noexcept {
+  if (s.capacity()) {
+    s.resize(s.capacity());
+    wipe(s.data(), s.size());
+  }
+  s.clear();
+}
 
 // Process-wide hygiene: not dumpable (no core, no ptrace by other users), RLIMIT_CORE = 0.
 void harden_process();

@@ -53,6 +53,7 @@ PATHS = {
     "hop": "an echo in hop-by-hop response fields (dropped, not sent on), plain HTTP",
     "early": "an echo in an interim 103 answer (not sent on), plain HTTP",
     "body": "a JSON body substitution, plain HTTP",
+    "grow": "an echo at the start of a response head that outgrows the read buffer, plain HTTP",
     "tlshdr": "an injected header, through interception",
     "tlsecho": "an echo the scrubber replaced, through interception",
 }
@@ -66,6 +67,8 @@ N_CUR = "cur_" + SUFFIX
 API_OLD = token("hygApiOld")                      # stored and rotated through the API, never used
 API_NEW = token("hygApiNew")
 N_API = "api_" + SUFFIX
+API_CHUNKED = token("hygApiChunked")              # stored through the API in a chunked body that
+N_CHUNKED = "chunked_" + SUFFIX                   # grows as it arrives, then rotated
 DIR_GONE = token("hygDirGone")                    # a dir source's file, then removed
 DIR_OLD = token("hygDirOld")                      # a dir source's file, then rewritten...
 DIR_NEW = token("hygDirNew")                      # ...with this: current
@@ -164,7 +167,17 @@ def setUpModule():
                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
         return False
 
-    around = {"/trailer": echo_around_the_body, "/hop": echo_in_hop_by_hop_fields, "/early": echo_in_an_interim_answer}
+    def echo_in_a_growing_head(req, w):
+        # The value in the first bytes read, then 6 KB of fields: the connection's read buffer
+        # moves to larger blocks as the head comes in.
+        value = req.header("X-K") or ""
+        w.head(200, [("X-Echo", value)] + [("X-Pad-%d" % i, "p" * 1000) for i in range(6)] +
+               [("Content-Length", "2")])
+        w.send(b"ok")
+        return True
+
+    around = {"/trailer": echo_around_the_body, "/hop": echo_in_hop_by_hop_fields, "/early": echo_in_an_interim_answer,
+              "/grow": echo_in_a_growing_head}
 
     def handler(req):
         if req.path.startswith("/echo"):
@@ -236,7 +249,7 @@ def drive(sk, up, tls_up):
         elif how in ("echo", "tlsecho"):
             r = requests.get(base + "/echo", headers={"X-K": ref}, timeout=20, **kw)
             assert value not in r.text and ref in r.text, r.text
-        elif how in ("trailer", "hop", "early"):
+        elif how in ("trailer", "hop", "early", "grow"):
             r = requests.get(base + "/" + how, headers={"X-K": ref}, timeout=20, **kw)
             assert r.text == "ok" and server.last().header("X-K") == value, r.text
             assert not [v for v in r.headers.values() if value in v], r.headers
@@ -247,8 +260,20 @@ def drive(sk, up, tls_up):
         assert value not in r.text, r.text
         seen.append(r.text)
 
+    def put_chunked(name, value):
+        # Whitespace between the fields makes the body 8 KB; sent in 256-byte chunks, it grows
+        # in sidekey as it arrives.
+        body = json.dumps({"secret_key": name, "secret_value": value}).encode()
+        body = body[:-1] + b" " * 8192 + b', "allowed_hosts": ' + json.dumps(hosts).encode() + b"}"
+        pieces = (body[i:i + 256] for i in range(0, len(body), 256))
+        r = requests.post(api, data=pieces, headers=dict(sk.auth(), **{"Content-Type": "application/json"}), timeout=20)
+        assert r.status_code == 200, r.text
+        seen.append(r.text)
+
     for k in PATHS:
         put(NAMES[k], OLD[k])
+    put_chunked(N_CHUNKED, API_CHUNKED)
+    put(N_CHUNKED, token("hygApiChunkedNext"))
     put(N_DEL, DELETED)
     put(N_CUR, token("hygCurrentBefore"))
     put(N_API, API_OLD)
@@ -290,7 +315,7 @@ class CoreDumpTest(unittest.TestCase):
     def test_the_dump_holds_the_heap(self):
         # Positive control: the names are in ordinary memory, so a dump without them is not a
         # dump of the process's heap and would prove nothing below.
-        for name in list(NAMES.values()) + [N_CUR, N_API]:
+        for name in list(NAMES.values()) + [N_CUR, N_API, N_CHUNKED]:
             self.assertIn(name.encode(), self.dump, "gcore wrote a dump without the heap (%d bytes)" % len(self.dump))
         self.assertIn(("plain-" + SUFFIX).encode(), self.dump)
 
@@ -309,6 +334,7 @@ class CoreDumpTest(unittest.TestCase):
         values = {"rotated away after " + PATHS[k]: OLD[k] for k in PATHS}
         values["deleted after an injected header"] = DELETED
         values["stored and rotated through the API only"] = API_OLD
+        values["stored through the API in a growing chunked body, rotated"] = API_CHUNKED
         values["a dir source's file, removed"] = DIR_GONE
         values["a dir source's file, rewritten"] = DIR_OLD
         self.assert_absent(values)
@@ -323,7 +349,7 @@ class CoreDumpTest(unittest.TestCase):
 
     def test_nothing_reached_the_client_or_the_log(self):
         STATE["sk"].assert_never_contains(self, list(OLD.values()) + list(NEW.values()) +
-                                          [DELETED, CURRENT_USED, API_OLD, API_NEW], STATE["seen"])
+                                          [DELETED, CURRENT_USED, API_OLD, API_NEW, API_CHUNKED], STATE["seen"])
 
 
 class ProcessHardeningTest(unittest.TestCase):
