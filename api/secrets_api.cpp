@@ -7,13 +7,12 @@
 #include "core/encoding.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "core/wipe_freed.hpp"
 #include "policy/path_glob.hpp"
 #include "secrets/secret_name.hpp"
 
 namespace sidekey::api {
 namespace {
-// A JSON document whose strings zero their blocks when freed: a request body carries a value.
-using WipingJson = nlohmann::basic_json<std::map, std::vector, WipingString>;
 
 constexpr std::string_view kAgentSecrets = "/ap/v1/agent/secrets";
 constexpr std::string_view kTasks = "/ap/v1/agent/tasks/";
@@ -159,15 +158,16 @@ Response SecretsApi::list(const std::string& scope, std::string_view query, bool
 Response SecretsApi::create(const std::string& scope, Request& req, bool task_form) {
   const char* name_key = task_form ? "name" : "secret_key";
   const char* value_key = task_form ? "value" : "secret_value";
-  // Parse without exceptions: a parser message could quote the body, which holds the value.
-  // The parser's strings (its token buffer included) free through the wiping allocator.
-  WipingJson body = WipingJson::parse(req.body(), nullptr, false);
-  struct Wipe {  // the parsed copy of the value is wiped whatever path we leave by (a short one
-                 // sits inside the string object, which the json frees with its own allocator)
-    WipingJson& j;
+  // The parser copies the value's raw bytes into buffers of its own, and into the message of a
+  // parse error (built even with exceptions off): all of it, and the document, is freed inside
+  // this scope, which zeroes what it frees.
+  WipeFreedBlocks wipe_freed;
+  nlohmann::json body = nlohmann::json::parse(req.body(), nullptr, false);
+  struct Wipe {  // the parsed copy of the value is wiped whatever path we leave by
+    nlohmann::json& j;
     const char* key;
     ~Wipe() {
-      if (j.is_object() && j.contains(key) && j[key].is_string()) secrets::wipe(j[key].get_ref<WipingString&>());
+      if (j.is_object() && j.contains(key) && j[key].is_string()) secrets::wipe(j[key].get_ref<std::string&>());
     }
   } wipe_guard{body, value_key};
   if (body.is_discarded() || !body.is_object()) return unprocessable("request body must be a JSON object");
@@ -175,13 +175,12 @@ Response SecretsApi::create(const std::string& scope, Request& req, bool task_fo
     return unprocessable(std::string("missing string field '") + name_key + "'");
   if (!body.contains(value_key) || !body[value_key].is_string())
     return unprocessable(std::string("missing string field '") + value_key + "'");
-  const auto& parsed_name = body[name_key].get_ref<const WipingString&>();
-  std::string name(parsed_name.begin(), parsed_name.end());
+  std::string name = body[name_key].get<std::string>();
   std::string ref_name = task_form ? secrets::task_secret_ref_name(scope, name) : name;
   if (!secrets::valid_secret_name(name) || !secrets::valid_secret_name(ref_name) ||
       (!task_form && name.rfind("tasks/", 0) == 0))
     return unprocessable("secret name must match [A-Za-z0-9_][A-Za-z0-9_.\\-/]{0,127} (and not start with tasks/)");
-  auto& value = body[value_key].get_ref<WipingString&>();
+  std::string& value = body[value_key].get_ref<std::string&>();
   if (auto problem = secrets::value_problem(value); !problem.empty()) return unprocessable(problem);
   std::vector<std::string> hosts;
   if (body.contains("allowed_hosts")) {
@@ -189,8 +188,7 @@ Response SecretsApi::create(const std::string& scope, Request& req, bool task_fo
     if (!h.is_array()) return unprocessable("allowed_hosts must be a list of host patterns");
     for (const auto& item : h) {
       if (!item.is_string()) return unprocessable("allowed_hosts must be a list of host patterns");
-      const auto& parsed = item.get_ref<const WipingString&>();
-      std::string s(parsed.begin(), parsed.end());
+      auto s = item.get<std::string>();
       if (auto problem = host_problem_(s); !problem.empty())
         return unprocessable("allowed_hosts: " + problem);
       hosts.push_back(std::move(s));
@@ -198,7 +196,7 @@ Response SecretsApi::create(const std::string& scope, Request& req, bool task_fo
   }
   secrets::SecretMeta meta;
   try {
-    meta = registry_.store().put(scope, name, secrets::SecretValue(std::string_view(value.data(), value.size())), hosts);
+    meta = registry_.store().put(scope, name, secrets::SecretValue::take(value), hosts);
   } catch (const secrets::StoreError& e) {
     return store_write_failed(e, ref_name);
   }

@@ -16,7 +16,8 @@
 //
 // What does not change: every block comes from malloc and can go back to free from any thread
 // (a block freed on another thread joins that thread's cache); blocks hold what they held, as
-// glibc's cache does (secrets are wiped before they are freed, wherever they live). Aligned
+// glibc's cache does (secrets are wiped before they are freed, wherever they live; inside a
+// WipeFreedBlocks scope, core/wipe_freed.hpp, every block is zeroed as it is freed). Aligned
 // new and delete stay the C++ runtime's. Sanitizer builds keep all of the runtime's operators,
 // so that AddressSanitizer sees every free at once. What a thread keeps is out of reach of
 // malloc_trim (after a burst) and of glibc's malloc debugging (MALLOC_PERTURB_, valgrind's
@@ -27,6 +28,9 @@
 #include <new>
 
 #include <malloc.h>
+#include <string.h>  // explicit_bzero
+
+#include "core/wipe_freed.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SIDEKEY_RUNTIME_NEW 1
@@ -159,6 +163,8 @@ void* operator new(std::size_t n) {
 
 void operator delete(void* p, std::size_t n) noexcept {
   if (p == nullptr) return;
+  if (sidekey::detail::wipe_freed_depth != 0) [[unlikely]]
+    ::explicit_bzero(p, n);
   if (n - 1 < kLargest && keep(p, class_of(n))) return;
   std::free(p);
 }
@@ -168,6 +174,8 @@ void operator delete(void* p, std::size_t n) noexcept {
 void operator delete(void* p) noexcept {
   if (p == nullptr) return;
   const std::size_t usable = malloc_usable_size(p);
+  if (sidekey::detail::wipe_freed_depth != 0) [[unlikely]]
+    ::explicit_bzero(p, usable);
   if (usable - 1 < kLargest) {
     const std::size_t c = class_of(usable);
     if (class_size(c) == usable && keep(p, c)) return;

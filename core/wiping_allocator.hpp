@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <memory>
-#include <string>
 
 namespace sidekey {
 
@@ -30,7 +29,5 @@ struct WipingAllocator {
     return true;
   }
 };
-
-using WipingString = std::basic_string<char, std::char_traits<char>, WipingAllocator<char>>;
 
 }  // namespace sidekey

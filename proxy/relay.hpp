@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/io.hpp"
+#include "core/wipe_freed.hpp"
 #include "policy/headers.hpp"
 #include "proxy/head.hpp"
 #include "policy/refusal.hpp"
@@ -334,7 +335,9 @@ io::Awaitable<void> pump(From& from, To& to, std::chrono::milliseconds idle, std
 }
 
 // Like pump(), but every piece read goes through `transform(piece, out) -> bool` first; false
-// ends the pump (and shuts down the writing side).
+// ends the pump (and shuts down the writing side). The pieces may hold a secret (an upstream's
+// echo, before the transform scrubs it): the read buffer is wiped after each, and whatever the
+// transform frees as its strings grow is zeroed (WipeFreedBlocks).
 template <class From, class To, class Transform>
 io::Awaitable<void> pump_through(From& from, To& to, std::chrono::milliseconds idle, std::uint64_t& bytes,
                                   Transform& transform) {
@@ -345,7 +348,13 @@ io::Awaitable<void> pump_through(From& from, To& to, std::chrono::milliseconds i
     auto [ec, n] = co_await from.async_read_some(net::buffer(buf), tuple_awaitable);
     if (n > 0) {
       out.clear();
-      if (!transform(std::string_view(buf.data(), n), out)) break;
+      bool go;
+      {
+        WipeFreedBlocks wipe_freed;
+        go = transform(std::string_view(buf.data(), n), out);
+      }
+      secrets::wipe(buf.data(), n);
+      if (!go) break;
       lowest(to).expires_after(idle);
       auto [wec, wn] = co_await net::async_write(to, net::buffer(out), tuple_awaitable);
       secrets::wipe(out);
@@ -354,6 +363,7 @@ io::Awaitable<void> pump_through(From& from, To& to, std::chrono::milliseconds i
     }
     if (ec) break;
   }
+  secrets::wipe(out);
   beast::error_code ignored;
   lowest(to).socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
   lowest(from).socket().shutdown(net::ip::tcp::socket::shutdown_receive, ignored);

@@ -69,6 +69,11 @@ API_NEW = token("hygApiNew")
 N_API = "api_" + SUFFIX
 API_CHUNKED = token("hygApiChunked")              # stored through the API in a chunked body that
 N_CHUNKED = "chunked_" + SUFFIX                   # grows as it arrives, then rotated
+API_SHORT = "hs" + pysecrets.token_hex(7)[:13]    # 15 bytes: held inside string objects; rotated
+N_SHORT = "short_" + SUFFIX
+API_MALFORMED = token("hygApiMalformed")          # in a body the JSON parser rejects (a raw newline
+                                                  # after it): never stored
+API_WRONG_KEY = token("hygApiWrongKey")           # under the other API form's key: refused
 DIR_GONE = token("hygDirGone")                    # a dir source's file, then removed
 DIR_OLD = token("hygDirOld")                      # a dir source's file, then rewritten...
 DIR_NEW = token("hygDirNew")                      # ...with this: current
@@ -114,7 +119,15 @@ def forms(value):
 
 
 def find_forms(dump, value):
-    return {label: dump.count(f) for label, f in forms(value).items() if dump.count(f)}
+    found = {label: dump.count(f) for label, f in forms(value).items() if dump.count(f)}
+    # A copy in a freed block loses its first bytes to the allocator's own use of the block:
+    # any 20 of a value's 40 random characters count.
+    random_part = value[-40:].encode() if len(value) > 40 else b""
+    for i in range(0, max(0, len(random_part) - 19)):
+        n = dump.count(random_part[i:i + 20])
+        if n:
+            found["part@%d" % i] = n
+    return found
 
 
 def gcore(pid, folder):
@@ -270,8 +283,17 @@ def drive(sk, up, tls_up):
         assert r.status_code == 200, r.text
         seen.append(r.text)
 
+    def refused(body):
+        r = requests.post(api, data=body, headers=dict(sk.auth(), **{"Content-Type": "application/json"}), timeout=20)
+        assert r.status_code == 422, (r.status_code, r.text)
+        seen.append(r.text)
+
     for k in PATHS:
         put(NAMES[k], OLD[k])
+    put(N_SHORT, API_SHORT)
+    put(N_SHORT, token("hygShortNext"))
+    refused(b'{"secret_key": "malformed_%s", "secret_value": "%s\n"}' % (SUFFIX.encode(), API_MALFORMED.encode()))
+    refused(json.dumps({"secret_key": "wrongkey_" + SUFFIX, "value": API_WRONG_KEY}).encode())
     put_chunked(N_CHUNKED, API_CHUNKED)
     put(N_CHUNKED, token("hygApiChunkedNext"))
     put(N_DEL, DELETED)
@@ -335,6 +357,9 @@ class CoreDumpTest(unittest.TestCase):
         values["deleted after an injected header"] = DELETED
         values["stored and rotated through the API only"] = API_OLD
         values["stored through the API in a growing chunked body, rotated"] = API_CHUNKED
+        values["15 bytes, stored through the API, rotated"] = API_SHORT
+        values["in an API body the JSON parser rejected"] = API_MALFORMED
+        values["under the wrong key in an API body"] = API_WRONG_KEY
         values["a dir source's file, removed"] = DIR_GONE
         values["a dir source's file, rewritten"] = DIR_OLD
         self.assert_absent(values)
@@ -349,7 +374,8 @@ class CoreDumpTest(unittest.TestCase):
 
     def test_nothing_reached_the_client_or_the_log(self):
         STATE["sk"].assert_never_contains(self, list(OLD.values()) + list(NEW.values()) +
-                                          [DELETED, CURRENT_USED, API_OLD, API_NEW, API_CHUNKED], STATE["seen"])
+                                          [DELETED, CURRENT_USED, API_OLD, API_NEW, API_CHUNKED, API_SHORT,
+                                           API_MALFORMED, API_WRONG_KEY], STATE["seen"])
 
 
 class ProcessHardeningTest(unittest.TestCase):
