@@ -99,7 +99,7 @@ api::Response call(http::verb method, const std::string& target, std::string bod
   api::Request req{method, target, 11};
   req.set(http::field::host, "127.0.0.1:8000");
   if (method == http::verb::post) req.set(http::field::content_type, "application/json");
-  req.body() = std::move(body);
+  req.body().assign(body.begin(), body.end());
   req.prepare_payload();
   try {
     return env().api->handle(req);
