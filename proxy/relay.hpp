@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
-#include <cstdio>
 #include <memory>
 #include <optional>
 #include <span>
@@ -289,8 +289,10 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, http::pars
     if (head_pending) bufs[nbufs++] = net::buffer(head.bytes);
     if (!send.empty()) {
       if (chunked) {
-        int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", send.size());
-        bufs[nbufs++] = net::buffer(size_line, static_cast<std::size_t>(len));
+        char* end = std::to_chars(size_line, size_line + sizeof size_line - 2, send.size(), 16).ptr;
+        *end++ = '\r';
+        *end++ = '\n';
+        bufs[nbufs++] = net::buffer(size_line, static_cast<std::size_t>(end - size_line));
       }
       bufs[nbufs++] = net::buffer(send.data(), send.size());
       if (chunked) bufs[nbufs++] = net::buffer(kCrlf.data(), kCrlf.size());
