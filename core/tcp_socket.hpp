@@ -22,14 +22,13 @@
 // This reaches into Asio's reactor (boost::asio::detail, Boost 1.81 as pinned by the build's
 // Debian packages; tcp_socket.cpp reads three of its private fields): the operations follow
 // Asio's own reactor_op protocol with a different answer to "did this read drain the socket?".
-// Cancellation, close and shutdown go through the reactor as for Asio's operations. The last
-// events reported are read without the reactor's lock: the socket's io_context must be run by
-// one thread (each worker's is). The
-// protocol tag io::Tcp exists only to select this socket inside Beast's basic_stream, which
-// names its socket type as basic_stream_socket<Protocol, Executor>.
+// Cancellation, close and shutdown go through the reactor as for Asio's operations. The reactor
+// records a descriptor's last reported events without the descriptor's lock: the socket's
+// io_context must be run by one thread (each worker's is). The protocol tag io::Tcp exists only
+// to select this socket inside Beast's basic_stream, which names its socket type as
+// basic_stream_socket<Protocol, Executor>.
 
 #include <boost/asio/basic_stream_socket.hpp>
-#include <boost/version.hpp>
 #include <boost/asio/detail/bind_handler.hpp>
 #include <boost/asio/detail/buffer_sequence_adapter.hpp>
 #include <boost/asio/detail/fenced_block.hpp>
@@ -39,6 +38,7 @@
 #include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/detail/socket_ops.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/version.hpp>
 #include <sys/socket.h>
 
 #include <cerrno>
