@@ -3,10 +3,11 @@ real process: a core dump of a running sidekey holds no plaintext that it has us
 
 setUpModule starts sidekey, stores secrets with unique random values through the API, uses each
 on one path the plaintext takes (an injected header, a query value, a JSON body, an echo that
-the scrubber replaces; headers and echoes also through TLS interception), rotates them, deletes
+the scrubber replaces; headers and echoes also through TLS interception; API bodies that grow as
+they arrive, that the JSON parser rejects, that name the value under the wrong key), rotates them, deletes
 one, uses one current value, rotates a secret that was never used, then dumps the process with gdb's `gcore` and searches
 the dump for each value in the forms sidekey writes or derives (raw, base64 at every alignment,
-hex).
+hex), and for any 20 consecutive of its 40 random characters (a freed block loses its first bytes).
 
 gcore honours MADV_DONTDUMP, so current values in their protected pages are skipped (as the
 kernel would skip them); what the dump must not hold is a copy anywhere else: freed heap, I/O
@@ -273,27 +274,24 @@ def drive(sk, up, tls_up):
         assert value not in r.text, r.text
         seen.append(r.text)
 
+    def post_raw(data, status):
+        r = requests.post(api, data=data, headers=dict(sk.auth(), **{"Content-Type": "application/json"}), timeout=20)
+        assert r.status_code == status, (r.status_code, r.text)
+        seen.append(r.text)
+
     def put_chunked(name, value):
         # Whitespace between the fields makes the body 8 KB; sent in 256-byte chunks, it grows
         # in sidekey as it arrives.
         body = json.dumps({"secret_key": name, "secret_value": value}).encode()
         body = body[:-1] + b" " * 8192 + b', "allowed_hosts": ' + json.dumps(hosts).encode() + b"}"
-        pieces = (body[i:i + 256] for i in range(0, len(body), 256))
-        r = requests.post(api, data=pieces, headers=dict(sk.auth(), **{"Content-Type": "application/json"}), timeout=20)
-        assert r.status_code == 200, r.text
-        seen.append(r.text)
-
-    def refused(body):
-        r = requests.post(api, data=body, headers=dict(sk.auth(), **{"Content-Type": "application/json"}), timeout=20)
-        assert r.status_code == 422, (r.status_code, r.text)
-        seen.append(r.text)
+        post_raw((body[i:i + 256] for i in range(0, len(body), 256)), 200)
 
     for k in PATHS:
         put(NAMES[k], OLD[k])
     put(N_SHORT, API_SHORT)
     put(N_SHORT, token("hygShortNext"))
-    refused(b'{"secret_key": "malformed_%s", "secret_value": "%s\n"}' % (SUFFIX.encode(), API_MALFORMED.encode()))
-    refused(json.dumps({"secret_key": "wrongkey_" + SUFFIX, "value": API_WRONG_KEY}).encode())
+    post_raw(b'{"secret_key": "malformed_%s", "secret_value": "%s\n"}' % (SUFFIX.encode(), API_MALFORMED.encode()), 422)
+    post_raw(json.dumps({"secret_key": "wrongkey_" + SUFFIX, "value": API_WRONG_KEY}).encode(), 422)
     put_chunked(N_CHUNKED, API_CHUNKED)
     put(N_CHUNKED, token("hygApiChunkedNext"))
     put(N_DEL, DELETED)
