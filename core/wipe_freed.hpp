@@ -6,8 +6,9 @@
 // JSON parser of a secret write keeps the raw bytes of each token in a std::vector and builds
 // its error messages from them (with exceptions off too), all freed through the global
 // operator delete, which no allocator of ours reaches. Scopes are short and rare (one API call),
-// so the cost does not matter. Only where core/small_blocks.cpp provides the operators: not in
-// the sanitizer builds, which keep their runtime's.
+// so the cost does not matter. Not covered: aligned new/delete (the C++ runtime's) and memory a
+// C library frees with free() itself (OpenSSL). Only where core/small_blocks.cpp provides the
+// operators: not in the sanitizer builds, which keep their runtime's.
 
 namespace sidekey {
 

@@ -744,7 +744,12 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
       auto scrub_frames = [&](std::string_view piece, std::string& out) { return frames.feed(piece, out); };
       // Bytes that arrived with the 101 head are the first frames.
       std::string early;
-      bool ok = frames.feed(std::string_view(static_cast<const char*>(conn->buffer.data().data()), conn->buffer.size()), early);
+      bool ok;
+      {
+        WipeFreedBlocks wipe_freed;  // as pump_through() runs the scrubber
+        ok = frames.feed(std::string_view(static_cast<const char*>(conn->buffer.data().data()), conn->buffer.size()),
+                         early);
+      }
       wipe_buffer(conn->buffer);  // the 101 head and the frames as they came
       wipe_field_values(res);
       if (ok && !early.empty()) {

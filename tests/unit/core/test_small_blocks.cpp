@@ -4,6 +4,9 @@
 // out twice, or loses one between threads.
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <optional>
+
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -11,6 +14,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "core/wipe_freed.hpp"
 
 namespace {
 
@@ -106,5 +111,30 @@ BOOST_AUTO_TEST_CASE(a_request_that_cannot_be_met_throws_bad_alloc) {
   BOOST_CHECK(p != nullptr);
   ::operator delete(p, std::size_t{0});
 }
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)  // (the runtime's operators there)
+BOOST_AUTO_TEST_CASE(a_block_freed_in_a_wipe_scope_comes_back_zeroed) {
+  for (std::size_t size : {40u, 200u, 3000u}) {
+    for (bool scoped : {false, true}) {
+      // Taken from the thread's cache (or malloc): the cache then has room for it again, and
+      // hands the same block back next.
+      char* p = static_cast<char*>(::operator new(size));
+      std::memset(p, 'S', size);
+      __asm__ __volatile__("" : : "r"(p) : "memory");  // the stores before a free are not dead
+      {
+        std::optional<sidekey::WipeFreedBlocks> wipe;
+        if (scoped) wipe.emplace();
+        ::operator delete(p, size);
+      }
+      char* q = static_cast<char*>(::operator new(size));
+      BOOST_REQUIRE(q == p);
+      // Past the cache's link in the first 8 bytes.
+      auto left = static_cast<std::size_t>(std::count(q + 8, q + size, 'S'));
+      BOOST_TEST(left == (scoped ? 0 : size - 8), "size " << size << (scoped ? ", in a scope" : ""));
+      ::operator delete(q, size);
+    }
+  }
+}
+#endif
 
 BOOST_AUTO_TEST_SUITE_END()
