@@ -84,15 +84,6 @@ void wipe(void* p, std::size_t n) noexcept {
   if (p && n) zero(p, n);
 }
 
-void wipe(std::string& s) noexcept {
-  // Wipe the whole capacity: earlier, longer contents may sit past size().
-  if (s.capacity()) {
-    s.resize(s.capacity());
-    zero(s.data(), s.size());
-  }
-  s.clear();
-}
-
 void harden_process() {
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   struct rlimit rl{0, 0};

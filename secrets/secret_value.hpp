@@ -36,9 +36,9 @@ class SecretValue {
 };
 
 // Wipes a buffer that held plaintext, in a way the optimizer cannot drop.
-void wipe(std::string& s) noexcept;
 void wipe(void* p, std::size_t n) noexcept;
-// A string of another allocator (a request body's): its whole capacity too.
+// A string of any allocator (std::string, a request body's): its whole capacity, as earlier,
+// longer contents may sit past size(); then empties it.
 template <class Allocator>
 void wipe(std::basic_string<char, std::char_traits<char>, Allocator>& s) noexcept {
   if (s.capacity()) {
