@@ -24,6 +24,7 @@
 #include "core/wipe_freed.hpp"
 #include "policy/headers.hpp"
 #include "proxy/head.hpp"
+#include "proxy/message_parser.hpp"
 #include "policy/refusal.hpp"
 #include "secrets/secret_value.hpp"
 
@@ -40,24 +41,15 @@ io::TcpStream& lowest(Stream& s) {
 }
 
 
-// Beast frees field storage without clearing it; values that held an injected secret or an
-// echo of one are overwritten in place first. (Field values live in memory Beast allocated for
-// this message, so writing through the view is writing to our own buffer.)
-inline void wipe_view(std::string_view v) {
-  if (!v.empty()) secrets::wipe(const_cast<char*>(v.data()), v.size());
-}
-
+// Where the next body piece is read into: buffer_body's window, in Beast's parser (the api
+// gateway's request) or in ours.
 template <bool isRequest>
-void wipe_field_values(http::header<isRequest>& m) {
-  for (const auto& f : m) {
-    wipe_view(f.name_string());
-    wipe_view(f.value());
-  }
-  if constexpr (isRequest) {
-    wipe_view(m.target());
-  } else if (auto reason = m.reason(); reason.data() != http::obsolete_reason(m.result()).data()) {
-    wipe_view(reason);  // the upstream's own text (an empty one reads as Beast's constant table)
-  }
+http::buffer_body::value_type& body_window(http::parser<isRequest, http::buffer_body>& p) {
+  return p.get().body();
+}
+template <bool isRequest>
+http::buffer_body::value_type& body_window(MessageParser<isRequest>& p) {
+  return p.body;
 }
 
 // Clears a connection's read buffer, consumed bytes included, once it has carried a response
@@ -166,8 +158,8 @@ auto write_rest(Stream& s, const Buffers& bufs, std::size_t written, std::chrono
 // Parses the next piece of a body from what is already buffered, without an I/O operation (a
 // small body arrives with its head): what http::async_read_some does before it reads. need_more
 // when the buffer holds no complete element, and then the stream is read.
-template <bool isRequest>
-beast::error_code parse_buffered(http::parser<isRequest, http::buffer_body>& p, io::FlatBuffer& buf) {
+template <class Parser>
+beast::error_code parse_buffered(Parser& p, io::FlatBuffer& buf) {
   if (buf.size() == 0) return http::error::need_more;
   beast::error_code ec;
   std::size_t used = p.put(buf.data(), ec);
@@ -206,8 +198,8 @@ inline bool is_parse_error(const beast::error_code& ec) {
 // not hold the head back. `prefetched` is a body piece read before the relay started (the
 // request's first piece, read before dialing so that bad framing is refused before anything goes
 // upstream). With `header_only` (HEAD, 204, 304) nothing follows the head, not even a last chunk.
-template <bool isRequest, class In, class Out, class Transform>
-io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, http::parser<isRequest, http::buffer_body>& p,
+template <class Parser, class In, class Out, class Transform>
+io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
                                        Out& out, OutHead out_head, Transform& transform, std::chrono::milliseconds idle,
                                        std::uint64_t& body_bytes, bool identity,
                                        std::optional<std::string_view> prefetched = std::nullopt,
@@ -258,8 +250,8 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, http::pars
       data = *prefetched;
       prefetched.reset();
     } else if (!p.is_done()) {
-      p.get().body().data = raw.data();
-      p.get().body().size = RelayBuffer::kSize;
+      body_window(p).data = raw.data();
+      body_window(p).size = RelayBuffer::kSize;
       beast::error_code ec = parse_buffered(p, in_buf);
       if (ec == http::error::need_more) {
         lowest(in).expires_after(idle);
@@ -268,7 +260,7 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, http::pars
       }
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return fail(RelayStatus::read_failed, ec);
-      data = std::string_view(raw.data(), RelayBuffer::kSize - p.get().body().size);
+      data = std::string_view(raw.data(), RelayBuffer::kSize - body_window(p).size);
       raw_wiper.used = std::max(raw_wiper.used, data.size());
     }
     const bool last = p.is_done();

@@ -19,6 +19,7 @@
 #include "proxy/audit.hpp"
 #include "proxy/framing.hpp"
 #include "proxy/head.hpp"
+#include "proxy/message_parser.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/tls_stream.hpp"
 #include "proxy/ws_scrubber.hpp"
@@ -93,8 +94,7 @@ io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s
 }
 
 // Parses a head already checked by raw_head_problem into `p`; the bytes are consumed.
-template <bool isRequest>
-beast::error_code parse_head(http::parser<isRequest, http::buffer_body>& p, io::FlatBuffer& buf, std::size_t end) {
+beast::error_code parse_head(MessageParser<true>& p, io::FlatBuffer& buf, std::size_t end) {
   beast::error_code ec;
   p.eager(false);
   std::size_t used = p.put(net::buffer(buf.data().data(), end), ec);
@@ -103,27 +103,6 @@ beast::error_code parse_head(http::parser<isRequest, http::buffer_body>& p, io::
   return ec;
 }
 
-FramingFields framing_of(const http::fields& f) {
-  FramingFields out;
-  for (const auto& field : f) {
-    if (field.name() == http::field::content_length) ++out.content_length_count;
-    if (field.name() == http::field::transfer_encoding) {
-      ++out.transfer_encoding_count;
-      out.transfer_encoding = std::string(field.value());
-    }
-  }
-  return out;
-}
-
-// The head as the policy sees it, framing fields included (rewrite() decides from them whether
-// there is a body to substitute in); the proxy sets the upstream framing itself afterwards.
-policy::Headers to_headers(const http::fields& f) {
-  policy::Headers h;
-  for (const auto& field : f) h.push_back({std::string(field.name_string()), std::string(field.value())});
-  return h;
-}
-
-// Replaces every field of `m` with `headers` (framing is set by the caller).
 // ---------------------------------------------------------------------------------------------
 
 // Building a scrub set costs tens of microseconds; the same rule and secrets give the same set,
@@ -183,8 +162,8 @@ ScrubSetCache& scrub_sets_for_this_thread() {
 }
 
 // Responses that carry no body whatever their headers say.
-bool header_only_response(http::verb method, http::status status) {
-  return method == http::verb::head || status == http::status::no_content || status == http::status::not_modified;
+bool header_only_response(http::verb method, int status) {
+  return method == http::verb::head || status == 204 || status == 304;
 }
 
 struct RequestState {
@@ -253,7 +232,7 @@ class Session {
   io::Awaitable<bool> serve_one(beast::error_code head_error, std::size_t head_end);
   // Resolves once, vets, dials the vetted address (connect_upstream: TLS where the destination says).
   io::Awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>> dial(const policy::Destination& d);
-  io::Awaitable<bool> serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p);
+  io::Awaitable<bool> serve_connect(RequestState& st, MessageParser<true>& p);
   io::Awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
 
  public:
@@ -286,21 +265,18 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   if (auto problem = raw_head_problem(raw_head))
     co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request: " + *problem), false);
 
-  http::request_parser<http::buffer_body> p;
+  MessageParser<true> p;
   p.header_limit(static_cast<std::uint32_t>(ctx_.max_header_bytes + 1));
   p.body_limit(boost::none);
   if (auto ec = parse_head(p, buf_, head_end))
     co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request: " + ec.message()), false);
-  auto& req = p.get();
-  st.version = req.version();
-  st.client_keep_alive = req.keep_alive();
-  st.audit.method = std::string(req.method_string());
-  auto framing = framing_of(req);
-  framing.version = req.version();
-  if (auto problem = framing_problem(framing))
+  st.version = p.version;
+  st.client_keep_alive = p.keep_alive();
+  st.audit.method = p.method_string;
+  if (auto problem = framing_problem(p.framing))
     co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "ambiguous framing: " + *problem), false);
 
-  if (req.method() == http::verb::connect) {
+  if (p.method == http::verb::connect) {
     // Not counted as in flight: a tunnel lives as long as the client wants, and the requests
     // inside an intercepted one are counted on their own.
     if (intercepted_)
@@ -310,7 +286,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   InflightGuard inflight(ctx_.tracker);
 
   // Where is this going?
-  std::string target(req.target());
+  const std::string_view target = p.target;
   policy::Destination dest;
   std::string origin_target;
   auto policy = ctx_.policy.current();
@@ -320,8 +296,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     st.audit.scheme = dest.scheme;
     st.audit.host = dest.host;
     st.audit.port = dest.port;
-    auto host = req[http::field::host];
-    auto hp = policy::split_host_port(host);
+    const policy::Header* host = policy::find_header(p.fields, "host");
+    auto hp = policy::split_host_port(host ? std::string_view(host->value) : std::string_view{});
     if (target.empty() || target[0] != '/') {
       if (auto url = policy::parse_absolute_url(target); url && url->destination.host == dest.host &&
                                                           url->destination.port == dest.port) {
@@ -358,10 +334,13 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   st.audit.path = path_only(origin_target);
 
   // Decide and rewrite (pure).
-  auto decision = policy->decide(dest, req.method_string(), origin_target);
+  auto decision = policy->decide(dest, p.method_string, origin_target);
   st.audit.rule = std::string(decision.rule_name());
   st.audit.decision = std::string(policy::to_string(decision.action));
-  policy::RequestHead head{std::string(req.method_string()), origin_target, to_headers(req)};
+  // Expect is answered by sidekey (below): looked up before the fields go to the policy.
+  const policy::Header* expect = policy::find_header(p.fields, "expect");
+  std::string expect_value = expect ? expect->value : std::string();
+  policy::RequestHead head{p.method_string, origin_target, std::move(p.fields)};
   ViewLookup lookup(ctx_.secrets.current());
   auto rewritten = policy::rewrite(*policy, decision, head, lookup);
   if (auto* r = std::get_if<policy::Refusal>(&rewritten)) co_return co_await refuse(st, *r, p.is_done());
@@ -374,8 +353,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // is refused before anything goes upstream. Not with Expect: 100-continue, where the client
   // waits for our interim answer before sending.
   bool expect_continue = false;
-  if (auto e = req[http::field::expect]; !e.empty()) {
-    if (!iequals(e, "100-continue"))
+  if (!expect_value.empty()) {
+    if (!iequals(expect_value, "100-continue"))
       co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "unsupported Expect"), false);
     expect_continue = true;
   }
@@ -385,22 +364,22 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   if (!p.is_done()) buf_.reserve(16384);  // body reads take what the buffer offers (at least 512 bytes)
   if (!p.is_done() && !expect_continue) {
     first_buf.emplace();
-    p.get().body().data = first_buf->data();
-    p.get().body().size = RelayBuffer::kSize;
+    p.body.data = first_buf->data();
+    p.body.size = RelayBuffer::kSize;
     lowest(client_).expires_after(ctx_.idle_timeout);
     auto [fec, fn] = co_await http::async_read_some(client_, buf_, p, tuple_awaitable);
     if (fec == http::error::need_buffer) fec = {};
     if (fec && is_parse_error(fec))
       co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request body: " + fec.message()), false);
     if (fec) co_return false;  // the client went away
-    first_piece = std::string_view(first_buf->data(), RelayBuffer::kSize - p.get().body().size);
+    first_piece = std::string_view(first_buf->data(), RelayBuffer::kSize - p.body.size);
   }
 
   bool had_body = !p.is_done() || (first_piece && !first_piece->empty());
   bool upgrade = policy::is_upgrade_request(plan.headers);
   // A request that may go again on a fresh connection when a reused one turns out to have been
   // closed by the upstream before it answered (the keep-alive race): no body, a safe method.
-  const bool replayable = replayable_request(req.method(), had_body, upgrade);
+  const bool replayable = replayable_request(p.method, had_body, upgrade);
 
   // A pooled connection to this destination (vetted when it was dialed), else: resolve once,
   // vet, dial the vetted address. A pooled connection is asked whether it is still open unless
@@ -413,7 +392,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   }
 
   // The upstream head: the plan's fields, our framing.
-  bool chunked_in = req.chunked();
+  bool chunked_in = p.chunked();
   auto length_in = p.content_length();
   // The upstream head: the plan's fields (wiped with the plan), our framing. Beast's message
   // never holds an injected value.
@@ -531,12 +510,12 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   }
 
   // The response.
-  std::optional<http::response_parser<http::buffer_body>> rp_slot;
-  auto fresh_parser = [&]() -> http::response_parser<http::buffer_body>& {
+  std::optional<MessageParser<false>> rp_slot;
+  auto fresh_parser = [&]() -> MessageParser<false>& {
     auto& r = rp_slot.emplace();
     r.header_limit(static_cast<std::uint32_t>(ctx_.max_header_bytes));
     r.body_limit(boost::none);
-    if (req.method() == http::verb::head) r.skip(true);
+    if (p.method == http::verb::head) r.skip(true);
     return r;
   };
   fresh_parser();
@@ -550,10 +529,10 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     // 408: the upstream closing the idle connection with a courtesy answer that crossed our
     // request (RFC 9110 15.5.9 lets the client repeat it; a bodyless request can have timed out
     // nowhere else).
-    const bool crossed_408 = !ec && rp.get().result_int() == 408;
+    const bool crossed_408 = !ec && rp.status == 408;
     if (!interim && can_replay() && (crossed_408 || conn->closed_before_answer(ec))) {
       if (crossed_408 && !scrubber.empty()) {
-        wipe_field_values(rp.get());
+        rp.wipe();
         wipe_buffer(conn->buffer);
       }
       std::optional<policy::Refusal> failed = co_await replay();
@@ -563,7 +542,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     }
     if (ec) {
       if (!scrubber.empty()) {  // a partial head may echo what was written, its fields parsed so far too
-        wipe_field_values(rp.get());
+        rp.wipe();
         wipe_buffer(conn->buffer);
       }
       conn->close();
@@ -574,9 +553,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
                                                           "reading the upstream response failed: " + ec.message())
                                         .with_host(upstream_dest.host), true);
     }
-    int status = rp.get().result_int();
-    if (status >= 100 && status < 200 && status != 101) {
-      if (!scrubber.empty()) wipe_field_values(rp.get());  // it may echo what was written
+    if (rp.status >= 100 && rp.status < 200 && rp.status != 101) {
+      if (!scrubber.empty()) rp.wipe();  // it may echo what was written
       fresh_parser();  // an interim response: read the next head with a fresh parser
       interim = true;
       continue;
@@ -585,43 +563,43 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   }
   auto& rp = *rp_slot;
   st.audit.upstream_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_started).count();
-  auto& res = rp.get();
-  st.audit.status = res.result_int();
-  policy::Headers res_headers;
-  std::string reason;  // the upstream's reason phrase: its text too
-  // Refusing the response: on a scrubbed rule its head, the copies of its fields and what was
-  // read with it may echo what was written, and are wiped (the relay path wipes them once sent).
+  st.audit.status = rp.status;
+  // The response's fields and reason phrase (the upstream's text) are used where the parser put
+  // them: the one copy there is.
+  policy::Headers& res_headers = rp.fields;
+  std::string& reason = rp.reason;
+  // Refusing the response: on a scrubbed rule its head and what was read with it may echo what
+  // was written, and are wiped (the relay path wipes them once sent).
   auto drop_response = [&] {
     if (!scrubber.empty()) {
-      wipe_field_values(res);
-      for (auto& h : res_headers) {
-        secrets::wipe(h.name);
-        secrets::wipe(h.value);
-      }
-      secrets::wipe(reason);
+      rp.wipe();
       wipe_buffer(conn->buffer);
     }
     conn->close();
   };
-  if (res.result() == http::status::switching_protocols && !upgrade) {
+  if (rp.status == 101 && !upgrade) {
     // Not asked for: what follows on this connection is no longer HTTP the client expects.
     drop_response();
     co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
                                                         "the upstream switched protocols, which the request did not ask for")
                                       .with_host(upstream_dest.host), true);
   }
-  bool switching = res.result() == http::status::switching_protocols && upgrade;
-  res_headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())) + 1);  // + X-Sidekey-Request-Id
-  // The framing fields last: searched with the others below, then dropped (framing is ours).
-  auto framing_field = [](const auto& f) {
-    return f.name() == http::field::content_length || f.name() == http::field::transfer_encoding;
-  };
-  for (const auto& f : res)
-    if (!framing_field(f)) res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
-  const std::size_t forwarded = res_headers.size();
-  for (const auto& f : res)
-    if (framing_field(f)) res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
-  reason.assign(res.reason());
+  bool switching = rp.status == 101 && upgrade;
+  // The framing fields last (the others keep their order): searched with the others below, then
+  // dropped (framing is ours). A transfer coding other than chunked would be dropped by our
+  // re-framing and reach the client unlabelled (and, compressed, unscrubbable).
+  bool other_coding = false;
+  std::size_t forwarded = 0;
+  for (std::size_t i = 0; i < res_headers.size(); ++i) {
+    const auto& name = res_headers[i].name;
+    if (iequals(name, "transfer-encoding")) {
+      other_coding = other_coding || !iequals(res_headers[i].value, "chunked");
+      continue;
+    }
+    if (iequals(name, "content-length")) continue;
+    if (i != forwarded) std::swap(res_headers[forwarded], res_headers[i]);
+    ++forwarded;
+  }
   bool scrubbing = !scrubber.empty();
   // Every field is searched, those about to be dropped too, all at once: most heads hold nothing
   // to scrub, and then no field is searched (or copied) on its own, and neither the fields nor
@@ -631,15 +609,12 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   for (std::size_t i = forwarded; head_echo && i < res_headers.size(); ++i) secrets::wipe(res_headers[i].value);
   res_headers.resize(forwarded);
   policy::strip_hop_by_hop(res_headers, switching);
-  // A transfer coding other than chunked would be dropped by our re-framing and reach the client
-  // unlabelled (and, compressed, unscrubbable).
-  for (const auto& f : res)
-    if (f.name() == http::field::transfer_encoding && !iequals(f.value(), "chunked")) {
-      drop_response();
-      co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
-                                                          "the upstream answered with a transfer coding other than chunked")
-                                        .with_host(upstream_dest.host), true);
-    }
+  if (other_coding) {
+    drop_response();
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
+                                                        "the upstream answered with a transfer coding other than chunked")
+                                      .with_host(upstream_dest.host), true);
+  }
   if (scrubbing) {
     // Every Content-Encoding field must be identity: the message names no value, which could
     // carry an echo of the plaintext.
@@ -673,14 +648,15 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
       reason.swap(clean);
     }
   }
-  bool chunked_out = res.chunked();
+  bool chunked_out = rp.chunked();
   auto length_out = rp.content_length();
-  bool header_only = header_only_response(req.method(), res.result());
+  bool header_only = header_only_response(p.method, rp.status);
   if (scrubbing && length_out && !header_only) {
     length_out.reset();  // scrubbing changes the length: re-chunked (or close-delimited for HTTP/1.0)
     chunked_out = true;
   }
   bool eof_delimited = rp.need_eof() && !chunked_out && !length_out;
+  rp.make_room(1);  // (a vector that grows leaves the old array's short values behind)
   res_headers.push_back({"X-Sidekey-Request-Id", st.audit.request_id});
   bool keep = st.client_keep_alive && !switching && !ctx_.tracker.draining.load(std::memory_order_relaxed);
   Framing down_framing;
@@ -697,11 +673,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // only needed where the version's default is not what we do.
   std::string_view connection;
   if (!switching) connection = st.version == 10 ? (keep ? "keep-alive" : "") : (keep ? "" : "close");
-  OutHead down_head = render_response_head(st.version, res.result_int(), reason, res_headers, down_framing, connection);
-  if (head_echo) {  // the upstream's values echoed a secret: wipe both copies
-    for (auto& h : res_headers) secrets::wipe(h.value);
-    wipe_field_values(res);
-  }
+  OutHead down_head = render_response_head(st.version, rp.status, reason, res_headers, down_framing, connection);
+  if (head_echo) rp.wipe();  // the upstream's values echoed a secret (these are scrubbed; rendered now)
 
   auto scrub = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
     scrubber.feed(piece, out);
@@ -719,14 +692,14 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // The buffer held the response before scrubbing (after a switch it holds the first frames).
   // It is left as it is only when all of it went through the scrubber, which found nothing: not
   // so for interim heads read before this one, nor for chunk extensions and trailers, which the
-  // scrubber never sees (nor the client: the body is re-chunked); trailer fields join the
-  // message's fields, and are wiped there too.
+  // scrubber never sees (nor the client: the body is re-chunked; MessageParser keeps no trailer
+  // field).
   const bool all_clean = got.status == RelayStatus::ok && conn->buffer.size() == 0 && !head_echo &&
-                         scrubber.replaced() == 0 && !interim && !res.chunked();
+                         scrubber.replaced() == 0 && !interim && !rp.chunked();
   // (After a switch the frames path below wipes them; unless the 101 could not be sent.)
   if (scrubbing && !all_clean && (!switching || got.status != RelayStatus::ok)) {
     wipe_buffer(conn->buffer);
-    if (res.chunked() || switching) wipe_field_values(res);
+    rp.wipe();
   }
   if (got.status != RelayStatus::ok) {
     conn->close();
@@ -751,7 +724,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
                          early);
       }
       wipe_buffer(conn->buffer);  // the 101 head and the frames as they came
-      wipe_field_values(res);
+      rp.wipe();
       if (ok && !early.empty()) {
         auto [eec, en] = co_await net::async_write(client_, net::buffer(early), tuple_awaitable);
         secrets::wipe(early);
@@ -800,8 +773,8 @@ io::Awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>
 }
 
 template <class Client>
-io::Awaitable<bool> Session<Client>::serve_connect(RequestState& st, http::request_parser<http::buffer_body>& p) {
-  auto target = p.get().target();
+io::Awaitable<bool> Session<Client>::serve_connect(RequestState& st, MessageParser<true>& p) {
+  std::string_view target = p.target;
   st.audit.scheme = "https";
   auto dest = policy::parse_connect_authority(target);
   if (!dest) co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "CONNECT needs host:port"), false);
