@@ -1,7 +1,11 @@
 #include "policy/scrubber.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "policy/rewrite.hpp"
 #include "secrets/secret_value.hpp"
@@ -435,13 +439,82 @@ struct ScrubSet::Data {
   std::string replacements;
   std::size_t max_length = 0;
   int single_first = -1;  // the only byte any form starts with, or -1
+  // The bytes forms start with, when there are few: the scan then tests 16 bytes at a time
+  // against each (the unused slots repeat the first).
+  static constexpr unsigned kVectorFirsts = 8;
+  unsigned first_count = 0;
+  std::array<unsigned char, kVectorFirsts> firsts{};
+  // The first two bytes of every form, hashed into a bit set, when every form has two: a byte
+  // that starts a form is a candidate only when the pair it starts could too (a secret's base64
+  // cores begin with letters of all kinds, and text is full of them).
+  bool by_pairs = false;
+  std::array<std::uint64_t, 64> pairs{};
+
+  static std::uint32_t pair_hash(unsigned char a, unsigned char b) { return ((std::uint32_t{a} << 4) ^ b) & 4095u; }
+  bool starts_pair(const unsigned char* p) const {
+    const std::uint32_t h = pair_hash(p[0], p[1]);
+    return (pairs[h >> 6] >> (h & 63)) & 1u;
+  }
 
   ~Data() {
     if (!nodes.empty()) secrets::wipe(nodes.data(), nodes.size() * sizeof(Node));
     secrets::wipe(root_next.data(), sizeof root_next);
+    secrets::wipe(pairs.data(), sizeof pairs);
+    secrets::wipe(firsts.data(), sizeof firsts);
+  }
+
+  // The first byte in [b, e) where a form may start (e if none).
+  const unsigned char* skip(const unsigned char* b, const unsigned char* e) const {
+    auto candidate = [&](const unsigned char* c) { return !by_pairs || e - c < 2 || starts_pair(c); };
+#if defined(__SSE2__)
+    if (first_count <= kVectorFirsts && e - b >= 16) {
+      __m128i want[kVectorFirsts];
+      for (unsigned i = 0; i < kVectorFirsts; ++i) want[i] = _mm_set1_epi8(static_cast<char>(firsts[i]));
+      for (; e - b >= 16; b += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
+        __m128i hit = _mm_cmpeq_epi8(v, want[0]);
+        for (unsigned i = 1; i < kVectorFirsts; ++i) hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, want[i]));
+        for (unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit)); mask != 0; mask &= mask - 1) {
+          const unsigned char* c = b + __builtin_ctz(mask);
+          if (candidate(c)) return c;
+        }
+      }
+    }
+#endif
+    for (; b < e; ++b)
+      if (root_next[*b] != 0 && candidate(b)) return b;
+    return e;
   }
 
   void build(const std::vector<ScrubForm>& all);
+
+  // Whether `text` holds a form (any match: a search, not a scrub).
+  bool contains(std::string_view text) const {
+    auto b = reinterpret_cast<const unsigned char*>(text.data());
+    const auto e = b + text.size();
+    std::uint32_t s = 0;
+    while (b < e) {
+      if (s == 0) {
+        b = skip(b, e);
+        if (b == e) return false;
+        s = root_next[*b++];
+      } else {
+        s = next(s, *b++);
+      }
+      if (nodes[s].out >= 0) return true;  // outputs are inherited along failure links
+    }
+    return false;
+  }
+  // The same with `text` read in ASCII lower case (the automaton of lower-cased forms).
+  bool contains_folded(std::string_view text) const {
+    std::uint32_t s = 0;
+    for (char ch : text) {
+      const auto c = static_cast<unsigned char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+      s = s == 0 ? root_next[c] : next(s, c);
+      if (s != 0 && nodes[s].out >= 0) return true;
+    }
+    return false;
+  }
 
   std::uint32_t next(std::uint32_t s, unsigned char c) const {
     while (s != 0) {
@@ -548,13 +621,23 @@ void ScrubSet::Data::build(const std::vector<ScrubForm>& all) {
   }
   secrets::wipe(queue.data(), queue.size() * sizeof(std::uint32_t));
 
-  int firsts = 0;
+  first_count = 0;
   for (int c = 0; c < 256; ++c)
     if (root_next[c] != 0) {
-      ++firsts;
+      if (first_count < kVectorFirsts) firsts[first_count] = static_cast<unsigned char>(c);
+      ++first_count;
       single_first = c;
     }
-  if (firsts != 1) single_first = -1;
+  if (first_count != 1) single_first = -1;
+  for (unsigned i = std::min(first_count, kVectorFirsts); i < kVectorFirsts; ++i) firsts[i] = firsts[0];
+
+  by_pairs = !all.empty() && std::all_of(all.begin(), all.end(), [](const ScrubForm& f) { return f.bytes.size() >= 2; });
+  for (const auto& f : all)
+    if (f.bytes.size() >= 2) {
+      auto b = reinterpret_cast<const unsigned char*>(f.bytes.reveal().data());
+      const std::uint32_t h = pair_hash(b[0], b[1]);
+      pairs[h >> 6] |= std::uint64_t{1} << (h & 63);
+    }
 }
 
 // Scans `chunk`, which follows the held bytes [st.carry_begin, st.carry_end) in `held`, and
@@ -620,7 +703,7 @@ std::size_t ScrubSet::Data::process(Stream& st, const char* held, std::string_vi
             b = static_cast<const unsigned char*>(std::memchr(b, single_first, static_cast<std::size_t>(e - b)));
             if (b == nullptr) b = e;
           } else {
-            while (b < e && root_next[*b] == 0) ++b;
+            b = skip(b, e);
           }
           p = seg_base + static_cast<std::uint64_t>(b - seg);
           if (b == e) break;
@@ -697,7 +780,13 @@ static std::vector<ScrubPattern> patterns_of(const std::vector<WrittenValue>& wr
 namespace {
 // Appends `s` in ASCII lower case (into room the caller made: the bytes may be a secret's).
 void append_lower(std::string& out, std::string_view s) {
-  for (char c : s) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  const std::size_t at = out.size();
+  out.resize(at + s.size());
+  char* p = out.data() + at;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    p[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  }
 }
 }  // namespace
 
@@ -802,61 +891,19 @@ std::size_t Scrubber::scrub_into(std::string_view in, std::string& out) {
   return n;
 }
 
-namespace {
-// Whether `automaton` finds a form in `text`; the output is scratch (scrubbed text: no plaintext).
-bool finds(const ScrubSet::Data& automaton, std::string_view text) {
-  thread_local std::string out;
-  out.clear();
-  Stream st;
-  bool found = automaton.process(st, nullptr, text, true, out) > 0;
-  out.clear();
-  return found;
-}
-
-// Wipes what a reused scratch string holds: its bytes past size() were wiped by the previous
-// use (or by reserve_wiping when it grew), so a large capacity is not wiped on every call.
-void wipe_used(std::string& s) {
-  secrets::wipe(s.data(), s.size());
-  s.clear();
-}
-}  // namespace
-
 bool Scrubber::finds_any(const std::vector<Header>& fields, std::string_view extra) const {
   if (!impl_ || !impl_->data) return false;
-  // One text per search, the fields separated by a byte: the values (and `extra`) as they are,
-  // the names in lower case; wiped, as they may hold an echo.
-  thread_local std::string values, names;
-  values.clear();
-  names.clear();
-  // Sized first: a string that grows leaves its old buffer (an echo, maybe) behind unwiped.
-  std::size_t value_bytes = extra.size(), name_bytes = 0;
-  for (const auto& f : fields) {
-    value_bytes += f.value.size() + 1;
-    name_bytes += f.name.size() + 1;
-  }
-  reserve_wiping(values, value_bytes);
-  reserve_wiping(names, name_bytes);
-  for (const auto& f : fields) {
-    values += f.value;
-    values += '\n';
-    append_lower(names, f.name);
-    names += '\n';
-  }
-  values += extra;
-  bool found = finds(*impl_->data, values) || finds(*impl_->set->names_, names);
-  wipe_used(values);
-  wipe_used(names);
-  return found;
+  // Each value (and `extra`) as it is, each name in any letter case: nothing is copied.
+  const ScrubSet::Data& values = *impl_->data;
+  const ScrubSet::Data& names = *impl_->set->names_;
+  for (const auto& f : fields)
+    if (values.contains(f.value) || names.contains_folded(f.name)) return true;
+  return values.contains(extra);
 }
 
 bool Scrubber::drops_name(std::string_view name) {
   if (!impl_ || !impl_->data) return false;
-  thread_local std::string lowered;
-  lowered.clear();
-  reserve_wiping(lowered, name.size());
-  append_lower(lowered, name);
-  bool found = finds(*impl_->set->names_, lowered);
-  wipe_used(lowered);
+  bool found = impl_->set->names_->contains_folded(name);
   if (found) ++impl_->replaced;
   return found;
 }

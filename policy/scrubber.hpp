@@ -152,7 +152,7 @@ class Scrubber {
   // 0 when `in` holds none (then `out` is a copy of it).
   std::size_t scrub_into(std::string_view in, std::string& out);
   // Whether any of these fields' values or `extra` holds a form of what is scrubbed, or a name
-  // does in any letter case (a match that spans two fields says yes too). Counts nothing into
+  // does in any letter case (each field is searched on its own). Counts nothing into
   // replaced().
   bool finds_any(const std::vector<Header>& fields, std::string_view extra) const;
   // Whether a field name holds a form of what is scrubbed, in any letter case (names are

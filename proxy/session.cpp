@@ -601,10 +601,9 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     ++forwarded;
   }
   bool scrubbing = !scrubber.empty();
-  // Every field is searched, those about to be dropped too, all at once: most heads hold nothing
-  // to scrub, and then no field is searched (or copied) on its own, and neither the fields nor
-  // the head's bytes in the connection's buffer need wiping. (A match that only spans two fields
-  // is a false alarm the per-field pass below settles.)
+  // Every field is searched, those about to be dropped too, before anything is copied or
+  // rewritten: most heads hold nothing to scrub, and then neither the fields nor the head's
+  // bytes in the connection's buffer need wiping.
   const bool head_echo = scrubbing && scrubber.finds_any(res_headers, reason);
   for (std::size_t i = forwarded; head_echo && i < res_headers.size(); ++i) secrets::wipe(res_headers[i].value);
   res_headers.resize(forwarded);

@@ -148,6 +148,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (whole != m.out) fail("scrub_all differs from the model");
   if (one.replaced() != m.count) fail("scrub_all count differs from the model");
 
+  // The head search: yes exactly when the body holds an occurrence (as a value, as the reason
+  // phrase), and for a name when its lower-cased bytes hold one of a lower-cased form.
+  const bool occurs = !occurrences(forms, body).empty();
+  if (one.finds_any({{"", body}}, "") != occurs || one.finds_any({}, body) != occurs)
+    fail("finds_any disagrees with the occurrences in a value");
+  auto lower = [](std::string t) {
+    for (auto& c : t) c = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    return t;
+  };
+  std::vector<ScrubForm> lowered;
+  for (const auto& f : forms) {
+    std::string l = lower(std::string(f.bytes.reveal()));
+    lowered.push_back({sidekey::policy::SensitiveString::take(l), f.replacement, f.kind});
+  }
+  if (one.finds_any({{body, ""}}, "") != !occurrences(lowered, lower(body)).empty())
+    fail("finds_any disagrees with the occurrences in a name");
+
   // Random chunking (xorshift on the seed), with empty feeds now and then.
   std::uint32_t x = seed * 2654435761u + 1;
   auto rnd = [&] {

@@ -183,9 +183,14 @@ BOOST_AUTO_TEST_CASE(finds_any_searches_fields_and_extra_without_counting) {
   BOOST_TEST(s.finds_any({{"A", "sk-live"}, {"-123", ""}}, "") == false);  // the separator breaks it
   BOOST_TEST(s.replaced() == 0u);
   BOOST_TEST(!Scrubber().finds_any({{"A", "sk-live-123"}}, ""));
-  // A plaintext that holds the separator: a match across two fields is a (harmless) yes.
+  // Each field on its own: a plaintext split across two fields is no match (the per-field
+  // scrub could not replace it either); whole in one field, it is.
   Scrubber nl(Patterns{{"ab\ncd", "{{secrets.n}}"}});
-  BOOST_TEST(nl.finds_any({{"A", "ab"}, {"B", "cd"}}, ""));
+  BOOST_TEST(!nl.finds_any({{"A", "ab"}, {"B", "cd"}}, ""));
+  BOOST_TEST(nl.finds_any({{"A", "xab\ncdx"}}, ""));
+  // Every field is searched, the last one and `extra` too.
+  BOOST_TEST(s.finds_any({{"A", "1"}, {"B", "2"}, {"C", "sk-live-123"}}, ""));
+  BOOST_TEST(s.finds_any({{"A", "1"}, {"B", "2"}, {"C-sk-LIVE-123", ""}}, ""));
   // Names in any letter case; values as they are.
   BOOST_TEST(s.finds_any({{"X-SK-LIVE-123", "1"}}, ""));
   BOOST_TEST(!s.finds_any({{"X", "SK-LIVE-123"}}, ""));
