@@ -57,12 +57,45 @@ std::size_t verbatim_prefix(std::string_view text, std::size_t from) {
   return j;
 }
 
-// Writes `text` as a JSON string literal at p (room for quoted_bound(text.size()) bytes);
-// returns the end.
+// Whether every byte of `text` is verbatim: a word at a time, the last (partial) word read as
+// the 8 bytes that end the text.
+bool all_verbatim(std::string_view text) {
+  const std::size_t size = text.size();
+  if (size < 8) {
+    for (char c : text)
+      if (!kVerbatim[static_cast<unsigned char>(c)]) return false;
+    return true;
+  }
+  for (std::size_t j = 0; j + 8 <= size; j += 8)
+    if (!verbatim_word(text.data() + j)) return false;
+  return size % 8 == 0 || verbatim_word(text.data() + size - 8);
+}
+
+// memcpy, with the sizes of most values (a line's are short) copied as two overlapping
+// constant-size moves rather than by a call.
+void copy_short(char* to, const char* from, std::size_t n) {
+  if (n >= 8 && n <= 16) {
+    std::memcpy(to, from, 8);
+    std::memcpy(to + n - 8, from + n - 8, 8);
+  } else if (n >= 4 && n < 8) {
+    std::memcpy(to, from, 4);
+    std::memcpy(to + n - 4, from + n - 4, 4);
+  } else {
+    std::memcpy(to, from, n);
+  }
+}
+}  // namespace
+
 char* write_quoted(char* p, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   const std::size_t size = text.size();
   *p++ = '"';
+  if (all_verbatim(text)) {  // most values: one copy
+    copy_short(p, text.data(), size);
+    p += size;
+    *p++ = '"';
+    return p;
+  }
   std::size_t i = 0;
   while (i < size) {
     std::size_t j = verbatim_prefix(text, i);
@@ -108,9 +141,6 @@ char* write_quoted(char* p, std::string_view text) {
   return p;
 }
 
-// The most bytes write_quoted() writes for `size` bytes of text: six per byte (\u00XX), quotes.
-constexpr std::size_t quoted_bound(std::size_t size) { return 6 * size + 2; }
-}  // namespace
 
 void append_quoted(std::string& out, std::string_view text) {
   const std::size_t used = out.size();
@@ -123,35 +153,11 @@ void append_quoted(std::string& out, std::string_view text) {
 // trims it to what was written. A field is then a few stores, not a string append per piece.
 ObjectWriter::ObjectWriter(std::string& out) : out_(out), used_(out.size()) { *room(1) = '{'; ++used_; }
 
-char* ObjectWriter::room(std::size_t n) {
-  if (used_ + n > out_.size()) out_.resize(std::max(out_.size() * 2, used_ + n + 256));
-  return out_.data() + used_;
-}
-
-// `,"key":` at p (room for k.size() + 4 bytes); returns the end. Keys are the caller's own names
-// (see the header): written as they are.
-char* ObjectWriter::write_key(char* p, std::string_view k) {
-  if (!first_) *p++ = ',';
-  first_ = false;
-  *p++ = '"';
-  std::memcpy(p, k.data(), k.size());
-  p += k.size();
-  *p++ = '"';
-  *p++ = ':';
-  return p;
-}
-
-void ObjectWriter::commit(char* end) { used_ = static_cast<std::size_t>(end - out_.data()); }
+void ObjectWriter::grow(std::size_t n) { out_.resize(std::max(out_.size() * 2, used_ + n + 256)); }
 
 void ObjectWriter::close() {
   *room(1) = '}';
   out_.resize(used_ + 1);
-}
-
-ObjectWriter& ObjectWriter::str(std::string_view k, std::string_view value) {
-  char* p = room(k.size() + 4 + quoted_bound(value.size()));
-  commit(write_quoted(write_key(p, k), value));
-  return *this;
 }
 
 ObjectWriter& ObjectWriter::str_or_null(std::string_view k, std::string_view value) {

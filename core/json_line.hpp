@@ -3,6 +3,7 @@
 // log: no intermediate tree, no allocation beyond the output. Strings are escaped as JSON
 // requires; bytes that are not UTF-8 become U+FFFD, as the diagnostic log's writer does.
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,14 +34,45 @@ class ObjectWriter {
   void close();
 
  private:
-  char* room(std::size_t n);
-  char* write_key(char* p, std::string_view k);
-  void commit(char* end);
+  // The small steps are inline, so that a key the caller spells as a literal is copied as a
+  // constant (a few moves, not a call to memcpy): a line has twenty of them.
+  char* room(std::size_t n) {
+    if (used_ + n > out_.size()) [[unlikely]]
+      grow(n);
+    return out_.data() + used_;
+  }
+  void grow(std::size_t n);
+  // `,"key":` at p (room for k.size() + 4 bytes); returns the end. Keys are the caller's own
+  // names (see above): written as they are.
+  char* write_key(char* p, std::string_view k) {
+    *p = ',';
+    p += first_ ? 0 : 1;
+    first_ = false;
+    *p++ = '"';
+    std::memcpy(p, k.data(), k.size());
+    p += k.size();
+    *p++ = '"';
+    *p++ = ':';
+    return p;
+  }
+  void commit(char* end) { used_ = static_cast<std::size_t>(end - out_.data()); }
   template <class Integer>
   ObjectWriter& integer(std::string_view k, Integer value);
   std::string& out_;
   std::size_t used_;
   bool first_ = true;
 };
+
+// Writes `text` as a JSON string literal at p, which has room for quoted_bound(text.size())
+// bytes; returns the end.
+char* write_quoted(char* p, std::string_view text);
+// The most bytes write_quoted() writes for `size` bytes of text: six per byte (\u00XX), quotes.
+constexpr std::size_t quoted_bound(std::size_t size) { return 6 * size + 2; }
+
+inline ObjectWriter& ObjectWriter::str(std::string_view k, std::string_view value) {
+  char* p = room(k.size() + 4 + quoted_bound(value.size()));
+  commit(write_quoted(write_key(p, k), value));
+  return *this;
+}
 
 }  // namespace sidekey::json

@@ -80,6 +80,21 @@ BOOST_AUTO_TEST_CASE(quoting_matches_a_byte_by_byte_escaper) {
     if (expected.empty()) continue;
     BOOST_TEST(json_quoted(text) == expected, "input of " << text.size() << " bytes");
   }
+  // Printable runs of every length (copied whole, in overlapping words), and the same with one
+  // byte to escape at each position: the last partial word is checked too.
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string text(n, 'k');
+    for (std::size_t i = 0; i < n; ++i) text[i] = static_cast<char>('!' + (i * 7) % 90 == '"' ? 'q' : '!' + (i * 7) % 90);
+    for (auto& ch : text)
+      if (ch == '\\') ch = 'b';
+    BOOST_TEST(json_quoted(text) == reference(text), "run of " << n);
+    for (std::size_t at = 0; at < n; ++at)
+      for (char special : {'"', '\n', '\\', '\x80', '\x7f'}) {
+        std::string t = text;
+        t[at] = special;
+        BOOST_TEST(json_quoted(t) == reference(t), "run of " << n << ", byte " << at);
+      }
+  }
 }
 
 // millis() must print what num() prints for the value rounded to three decimals.
