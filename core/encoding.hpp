@@ -21,7 +21,10 @@ std::string hex_encode(std::string_view bytes);
 
 // Lower-cases ASCII letters.
 std::string ascii_lower(std::string_view s);
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality. Most calls compare names of different lengths: that test is
+// inline, the bytes are compared out of line.
+bool iequals_same_size(std::string_view a, std::string_view b);
+inline bool iequals(std::string_view a, std::string_view b) { return a.size() == b.size() && iequals_same_size(a, b); }
 
 // Constant-time comparison (length may leak, content does not).
 bool constant_time_equals(std::string_view a, std::string_view b);
