@@ -136,7 +136,7 @@ void RewritePlan::wipe() noexcept {
   for (auto& h : headers) secrets::wipe(h.value);
 }
 
-RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, const RequestHead& head,
+RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, RequestHead head,
                       const SecretLookup& secrets) {
   const Rule* rule = decision.rule;
   const Destination& dest = decision.destination;
@@ -152,11 +152,28 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
                                             : "no rule allows " + scheme_authority(dest) + " (default: deny)");
   }
 
+  // What body substitution needs to know of the head as received (before hop-by-hop stripping:
+  // a Connection field naming Content-Length or Content-Encoding strips it from the plan, but
+  // the body still follows and still goes upstream), taken before the fields move to the plan.
+  struct BodyHead {
+    bool has_body = false;
+    std::optional<std::string> content_encoding, content_type;
+  } body_head;
+  if (rule && decision.action == Action::inject && rule->references_allowed(kBody)) {
+    const Header* cl = find_header(head.headers, "content-length");
+    body_head.has_body = find_header(head.headers, "transfer-encoding") || (cl && cl->value != "0");
+    if (const Header* ce = find_header(head.headers, "content-encoding")) body_head.content_encoding = ce->value;
+    if (const Header* ct = find_header(head.headers, "content-type")) body_head.content_type = ct->value;
+  }
+
   RewritePlan plan;
-  plan.method = head.method;
+  plan.method = std::move(head.method);
   if (rule) plan.written.reserve(2 * (rule->inject_headers.size() + rule->inject_query.size()) + 2);
-  plan.headers.reserve(head.headers.size() + 2 + (rule ? rule->inject_headers.size() : 0));  // no regrowth:
-  plan.headers = head.headers;  // a moved short string would leave its bytes in the freed array
+  // Room for Host, the templates and the proxy's Accept-Encoding now, while the fields hold only
+  // what the agent sent: a vector that grows later would free an array with the short values
+  // written into it.
+  plan.headers = std::move(head.headers);
+  plan.headers.reserve(plan.headers.size() + 2 + (rule ? rule->inject_headers.size() : 0));
   strip_hop_by_hop(plan.headers, true);
   remove_header(plan.headers, "host");
   plan.headers.insert(plan.headers.begin(), Header{"Host", dest.host_header()});
@@ -256,16 +273,18 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
       if (r.first == name) return r.second->value->reveal();
     return {};  // unreachable: every name was resolved above
   };
-  auto first_secret = [](const ReferenceScan& s) { return s.references.front().name; };
-  auto note_written = [&](std::string secret, std::string replacement, std::string_view bytes) {
-    std::string copy(bytes);
-    plan.written.push_back({std::move(secret), std::move(replacement), SensitiveString::take(copy)});
+  auto first_secret = [](const ReferenceScan& s) -> const std::string& { return s.references.front().name; };
+  auto note_written = [&](std::string_view secret, std::string replacement, std::string_view bytes) {
+    auto& w = plan.written.emplace_back();
+    w.secret.assign(secret);
+    w.replacement = std::move(replacement);
+    w.bytes = SensitiveString::copy(bytes);
   };
   std::size_t agent_composed_bytes = 0;
-  auto note_agent_written = [&](std::string secret, std::string replacement, std::string_view bytes) {
+  auto note_agent_written = [&](std::string_view secret, std::string replacement, std::string_view bytes) {
     if (agent_composed_bytes + bytes.size() > kAgentComposedScrubBudget) return;  // its plaintexts still are
     agent_composed_bytes += bytes.size();
-    note_written(std::move(secret), std::move(replacement), bytes);
+    note_written(secret, std::move(replacement), bytes);
   };
 
   // Agent-written header values.
@@ -368,19 +387,12 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, co
   }
   written.erase(written.begin() + static_cast<std::ptrdiff_t>(kept), written.end());
 
-  if (rule->references_allowed(kBody)) {
-    // From the head as received: a Connection field naming Content-Length or Content-Encoding
-    // strips it from the plan (hop-by-hop), but the body still follows and still goes upstream.
-    const Header* cl = find_header(head.headers, "content-length");
-    bool has_body = find_header(head.headers, "transfer-encoding") || (cl && cl->value != "0");
-    if (has_body) {
-      if (const Header* ce = find_header(head.headers, "content-encoding"); ce && !iequals(ce->value, "identity"))
-        return refuse(code::bad_request, "rule '" + rule->name +
-                                             "' substitutes references in bodies, which cannot be read through "
-                                             "Content-Encoding " + ce->value);
-      const Header* ct = find_header(head.headers, "content-type");
-      plan.body = body_format_for(ct ? std::string_view(ct->value) : std::string_view{});
-    }
+  if (rule->references_allowed(kBody) && body_head.has_body) {
+    if (const auto& ce = body_head.content_encoding; ce && !iequals(*ce, "identity"))
+      return refuse(code::bad_request, "rule '" + rule->name +
+                                           "' substitutes references in bodies, which cannot be read through "
+                                           "Content-Encoding " + *ce);
+    plan.body = body_format_for(body_head.content_type ? std::string_view(*body_head.content_type) : std::string_view{});
   }
   plan.scrub = rule->scrub;
   return plan;

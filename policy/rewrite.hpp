@@ -99,7 +99,9 @@ using RewriteResult = std::variant<RewritePlan, Refusal>;
 //   every secret resolved and checked against decision.destination first.
 // Host is set from decision.destination. Codes: policy_denied, secret_not_bound,
 // unknown_secret, reference_not_allowed, reference_required, bad_request, secret_invalid.
-RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, const RequestHead& head,
+// The head is taken by value: a caller done with it moves it in, and its fields become the
+// plan's without a copy.
+RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, RequestHead head,
                       const SecretLookup& secrets);
 
 // The resolver a BodySubstituter needs for `plan.body`. Copies the decision; `policy` and

@@ -36,6 +36,12 @@ class SensitiveString {
     secrets::wipe(s);
     return out;
   }
+  // A copy of `bytes` in a buffer of its own (allocated once: nothing to wipe behind).
+  static SensitiveString copy(std::string_view bytes) {
+    SensitiveString out;
+    out.s_.assign(bytes.data(), bytes.size());
+    return out;
+  }
   ~SensitiveString() { secrets::wipe(s_); }
   SensitiveString(SensitiveString&& o) noexcept : s_(std::move(o.s_)) { secrets::wipe(o.s_); }
   SensitiveString& operator=(SensitiveString&& o) noexcept {

@@ -340,9 +340,9 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // Expect is answered by sidekey (below): looked up before the fields go to the policy.
   const policy::Header* expect = policy::find_header(p.fields, "expect");
   std::string expect_value = expect ? expect->value : std::string();
-  policy::RequestHead head{p.method_string, origin_target, std::move(p.fields)};
+  policy::RequestHead head{p.method_string, std::move(origin_target), std::move(p.fields)};
   ViewLookup lookup(ctx_.secrets.current());
-  auto rewritten = policy::rewrite(*policy, decision, head, lookup);
+  auto rewritten = policy::rewrite(*policy, decision, std::move(head), lookup);
   if (auto* r = std::get_if<policy::Refusal>(&rewritten)) co_return co_await refuse(st, *r, p.is_done());
   auto& plan = std::get<policy::RewritePlan>(rewritten);
   st.audit.secrets = plan.secrets;
