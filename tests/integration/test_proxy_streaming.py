@@ -170,7 +170,10 @@ class StreamingTest(unittest.TestCase):
                     self.assertTrue(piece, "the body ended early")
                     h.update(piece)
                     got += len(piece)
-                self.assertTrue(dl.waiting.is_set(), "the upstream is still held")
+                # The upstream reaches the gate once its last bytes before it are on their way (in
+                # the buffers between it and the client): waited for, as its thread may not have
+                # run since.
+                self.assertTrue(dl.waiting.wait(WAIT), "the upstream never reached the gate")
                 peak = max(peak, rss_kib(self.sk.proc.pid))
                 gate.set()
                 while True:
