@@ -3,74 +3,87 @@
 #include <boost/beast/http/status.hpp>
 
 #include <charconv>
+#include <cstring>
 
 namespace sidekey::proxy {
 namespace {
-void append_number(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-void append_fields(std::string& out, const policy::Headers& fields, const Framing& framing) {
-  for (const auto& f : fields) {
-    out.append(f.name);
-    out.append(": ");
-    out.append(f.value);
-    out.append("\r\n");
+// Writes a head into a string sized ahead for all of it: a field is then four copies, not four
+// appends that each check the room left.
+class HeadWriter {
+ public:
+  HeadWriter(std::string& out, std::size_t bound) : out_(out) {
+    out_.resize(bound);  // one allocation: no regrowth leaves copies behind
+    p_ = out_.data();
   }
-  if (framing.chunked) {
-    out.append("Transfer-Encoding: chunked\r\n");
-  } else if (framing.length) {
-    out.append("Content-Length: ");
-    append_number(out, *framing.length);
-    out.append("\r\n");
+  void put(std::string_view s) {
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
   }
-}
+  void number(std::uint64_t v) { p_ = std::to_chars(p_, p_ + kNumberBytes, v).ptr; }
+  void fields(const policy::Headers& fields, const Framing& framing) {
+    for (const auto& f : fields) {
+      put(f.name);
+      put(": ");
+      put(f.value);
+      put("\r\n");
+    }
+    if (framing.chunked) {
+      put("Transfer-Encoding: chunked\r\n");
+    } else if (framing.length) {
+      put("Content-Length: ");
+      number(*framing.length);
+      put("\r\n");
+    }
+  }
+  void finish() { out_.resize(static_cast<std::size_t>(p_ - out_.data())); }
 
-std::size_t size_hint(const policy::Headers& fields) {
-  std::size_t n = 128;
-  for (const auto& f : fields) n += f.name.size() + f.value.size() + 4;
-  return n;
-}
+  static constexpr std::size_t kNumberBytes = 20;  // the digits of any 64-bit number
+  // Room for the fields and the framing line.
+  static std::size_t bound(const policy::Headers& fields) {
+    std::size_t n = sizeof "Transfer-Encoding: chunked\r\n" + sizeof "Content-Length: \r\n" + kNumberBytes;
+    for (const auto& f : fields) n += f.name.size() + f.value.size() + 4;
+    return n;
+  }
+
+ private:
+  std::string& out_;
+  char* p_;
+};
 }  // namespace
 
 OutHead render_request_head(std::string_view method, std::string_view target, const policy::Headers& fields,
                             const Framing& framing) {
   OutHead head{{}, framing.chunked};
-  std::string& out = head.bytes;
-  out.reserve(size_hint(fields) + target.size());  // one allocation: no regrowth leaves copies behind
-  out.append(method);
-  out.push_back(' ');
-  out.append(target);
-  out.append(" HTTP/1.1\r\n");
-  append_fields(out, fields, framing);
-  out.append("\r\n");
+  HeadWriter w(head.bytes, method.size() + 1 + target.size() + sizeof " HTTP/1.1\r\n" + HeadWriter::bound(fields) + 2);
+  w.put(method);
+  w.put(" ");
+  w.put(target);
+  w.put(" HTTP/1.1\r\n");
+  w.fields(fields, framing);
+  w.put("\r\n");
+  w.finish();
   return head;
 }
 
 OutHead render_response_head(unsigned version, int status, std::string_view reason, const policy::Headers& fields,
                              const Framing& framing, std::string_view connection) {
   OutHead head{{}, framing.chunked};
-  std::string& out = head.bytes;
-  out.reserve(size_hint(fields) + reason.size() + connection.size());
-  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  append_number(out, static_cast<std::uint64_t>(status));
-  out.push_back(' ');
-  if (reason.empty()) {
-    auto standard = boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
-    out.append(standard.data(), standard.size());
-  } else {
-    out.append(reason);
-  }
-  out.append("\r\n");
-  append_fields(out, fields, framing);
+  if (reason.empty()) reason = boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
+  HeadWriter w(head.bytes, sizeof "HTTP/1.1 " + HeadWriter::kNumberBytes + 1 + reason.size() + 2 + HeadWriter::bound(fields) +
+                               sizeof "Connection: \r\n" + connection.size() + 2);
+  w.put(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  w.number(static_cast<std::uint64_t>(static_cast<unsigned>(status)));
+  w.put(" ");
+  w.put(reason);
+  w.put("\r\n");
+  w.fields(fields, framing);
   if (!connection.empty()) {
-    out.append("Connection: ");
-    out.append(connection);
-    out.append("\r\n");
+    w.put("Connection: ");
+    w.put(connection);
+    w.put("\r\n");
   }
-  out.append("\r\n");
+  w.put("\r\n");
+  w.finish();
   return head;
 }
 
