@@ -1,5 +1,6 @@
 #include <boost/test/unit_test.hpp>
 
+#include <random>
 #include <set>
 #include <thread>
 #include <vector>
@@ -43,6 +44,36 @@ BOOST_AUTO_TEST_CASE(comparisons) {
   BOOST_TEST(constant_time_equals("abc", "abc"));
   BOOST_TEST(!constant_time_equals("abc", "abd"));
   BOOST_TEST(!constant_time_equals("abc", "ab"));
+}
+
+// iequals compares a word at a time: it must say what a byte-by-byte ASCII fold says, for every
+// byte value (letters, the bytes next to them, '@' '[' '`' '{', and bytes of 0x80 and up).
+BOOST_AUTO_TEST_CASE(iequals_matches_a_byte_by_byte_fold) {
+  auto fold = [](unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+  auto reference = [&](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (fold(static_cast<unsigned char>(a[i])) != fold(static_cast<unsigned char>(b[i]))) return false;
+    return true;
+  };
+  for (int x = 0; x < 256; ++x)
+    for (int y = 0; y < 256; ++y) {
+      std::string a(11, 'k'), b(11, 'K');  // one word and an overlapping tail
+      a[x % 11] = static_cast<char>(x);
+      b[x % 11] = static_cast<char>(y);
+      BOOST_TEST_REQUIRE(iequals(a, b) == reference(a, b), x << " vs " << y);
+      BOOST_TEST_REQUIRE(iequals(a.substr(0, 3), b.substr(0, 3)) == reference(a.substr(0, 3), b.substr(0, 3)));
+    }
+  std::mt19937 rng(9);
+  const std::string alphabet = "aAzZ@[`{-_\x80\xC1\xE1\xDA";
+  for (int round = 0; round < 50000; ++round) {
+    std::string a(rng() % 40, 'a');
+    for (auto& c : a) c = alphabet[rng() % alphabet.size()];
+    std::string b = a;
+    for (auto& c : b)
+      if (rng() % 3 == 0) c = alphabet[rng() % alphabet.size()];
+    BOOST_TEST_REQUIRE(iequals(a, b) == reference(a, b), "input of " << a.size());
+  }
 }
 
 BOOST_AUTO_TEST_CASE(durations) {
