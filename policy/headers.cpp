@@ -59,6 +59,10 @@ void remove_header(Headers& h, std::string_view name) {
   std::erase_if(h, [&](const Header& f) { return iequals(f.name, name); });
 }
 
+void wipe_spare(Headers& h) noexcept {
+  if (h.capacity() > h.size()) secrets::wipe(h.data() + h.size(), (h.capacity() - h.size()) * sizeof(Header));
+}
+
 bool is_upgrade_request(const Headers& h) { return find_header(h, "upgrade") && named_by_connection(h, "upgrade"); }
 
 void strip_hop_by_hop(Headers& h, bool keep_upgrade) {

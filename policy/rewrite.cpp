@@ -134,6 +134,7 @@ RewritePlan& RewritePlan::operator=(RewritePlan&& o) noexcept {
 void RewritePlan::wipe() noexcept {
   secrets::wipe(target);
   for (auto& h : headers) secrets::wipe(h.value);
+  wipe_spare(headers);  // the proxy removes framing fields after the values are in
 }
 
 RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, RequestHead head,

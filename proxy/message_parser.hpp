@@ -12,6 +12,7 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -61,8 +62,10 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
       secrets::wipe(h.name);
       secrets::wipe(h.value);
     }
+    policy::wipe_spare(fields);  // what fields moved or removed since left behind
     secrets::wipe(target);
     secrets::wipe(reason);
+    secrets::wipe(framing.transfer_encoding);
   }
 
  private:
@@ -93,7 +96,9 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
       framing.transfer_encoding.assign(value.data(), value.size());
     }
     if (fields.size() == fields.capacity()) grow();
-    fields.push_back({std::string(name.data(), name.size()), std::string(value.data(), value.size())});
+    auto& h = fields.emplace_back();  // built in place: no temporary on the stack with the bytes
+    h.name.assign(name.data(), name.size());
+    h.value.assign(value.data(), value.size());
   }
 
   void on_header_impl(error_code&) override { header_done_ = true; }
@@ -125,7 +130,7 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
   // Doubles the fields' room, wiping what the moved-from elements leave in the old array.
   void grow() {
     policy::Headers bigger;
-    bigger.reserve(2 * fields.capacity());
+    bigger.reserve(std::max<std::size_t>(2 * fields.capacity(), kFieldsReserved));  // also after a move
     for (auto& h : fields) {
       bigger.push_back(std::move(h));
       secrets::wipe(h.name);

@@ -142,6 +142,37 @@ BOOST_AUTO_TEST_CASE(wipe_overwrites_the_head_in_place) {
   for (std::size_t i = 0; i < size; ++i) BOOST_TEST_REQUIRE(value[i] == '\0');
 }
 
+BOOST_AUTO_TEST_CASE(wipe_reaches_the_framing_copy_and_the_spare_slots) {
+  MessageParser<false> p;
+  const std::string head =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: sk-ECHO-7, chunked\r\nX-A: 1\r\nX-B: sk-ECHO-abc12\r\n\r\n";
+  boost::system::error_code ec;
+  p.put(boost::asio::buffer(head), ec);
+  BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+  BOOST_TEST(p.framing.transfer_encoding == "sk-ECHO-7, chunked");
+  p.fields.erase(p.fields.begin());  // as the proxy drops fields: the last slot keeps X-B's value
+  auto raw = [&] {
+    return std::string_view(reinterpret_cast<const char*>(p.fields.data()), p.fields.capacity() * sizeof(p.fields[0]));
+  };
+  BOOST_TEST(raw().find("ECHO-abc12") != std::string_view::npos);  // (a move clears only the first byte)
+  p.wipe();
+  BOOST_TEST(p.framing.transfer_encoding.empty());
+  BOOST_TEST(raw().find("ECHO-abc12") == std::string_view::npos);
+}
+
+BOOST_AUTO_TEST_CASE(make_room_after_the_fields_moved_out) {
+  MessageParser<true> p;
+  const std::string head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+  boost::system::error_code ec;
+  p.put(boost::asio::buffer(head), ec);
+  BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+  policy::Headers taken = std::move(p.fields);  // as the proxy hands them to the policy
+  p.fields.clear();
+  p.make_room(1);  // must return (it doubled a capacity of 0 before)
+  BOOST_TEST(p.fields.capacity() >= 1u);
+  BOOST_TEST(taken.size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(malformed_heads_are_errors) {
   for (std::string bad : {"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n",
                           "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"}) {

@@ -1,6 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "policy/headers.hpp"
+#include "secrets/secret_value.hpp"
 
 using namespace sidekey::policy;
 
@@ -80,6 +81,26 @@ BOOST_AUTO_TEST_CASE(find_and_remove) {
   BOOST_TEST(!find_header(h, "C"));
   remove_header(h, "a");
   BOOST_TEST(names(h) == V{"B"});
+}
+
+// A removed field's slot keeps a short value (moved, not cleared): wipe_spare reaches it.
+BOOST_AUTO_TEST_CASE(wipe_spare_zeroes_the_slots_fields_left) {
+  auto holds = [](const Headers& h, std::string_view needle) {
+    std::string_view raw(reinterpret_cast<const char*>(h.data()), h.capacity() * sizeof(Header));
+    return raw.find(needle) != std::string_view::npos;
+  };
+  Headers h;
+  h.reserve(4);
+  h.push_back({"A", "x"});
+  h.push_back({"B", "sk-ECHO-abc12"});  // 13 bytes: inside the string object
+  remove_header(h, "a");
+  BOOST_REQUIRE(h.size() == 1u);
+  for (auto& f : h) sidekey::secrets::wipe(f.value);
+  BOOST_TEST(holds(h, "ECHO-abc12"));  // the removed slot still holds it (a move clears the first byte)
+  wipe_spare(h);
+  BOOST_TEST(!holds(h, "ECHO-abc12"));
+  BOOST_TEST(h.size() == 1u);
+  BOOST_TEST(h[0].name == "B");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
