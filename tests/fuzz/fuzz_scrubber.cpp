@@ -153,6 +153,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool occurs = !occurrences(forms, body).empty();
   if (one.finds_any({{"", body}}, "") != occurs || one.finds_any({}, body) != occurs)
     fail("finds_any disagrees with the occurrences in a value");
+  {  // several fields: yes exactly when one of them holds an occurrence (each is searched alone)
+    const std::size_t cut1 = body.empty() ? 0 : seed % (body.size() + 1);
+    const std::size_t cut2 = cut1 + (body.size() - cut1 ? (seed >> 8) % (body.size() - cut1 + 1) : 0);
+    const std::string_view b(body);
+    const std::string_view parts[] = {b.substr(0, cut1), b.substr(cut1, cut2 - cut1), b.substr(cut2)};
+    std::vector<sidekey::policy::Header> fields;
+    bool any = false;
+    for (auto part : parts) {
+      fields.push_back({"", std::string(part)});
+      any = any || !occurrences(forms, part).empty();
+    }
+    if (one.finds_any(fields, "") != any) fail("finds_any disagrees with the occurrences in several fields");
+  }
   auto lower = [](std::string t) {
     for (auto& c : t) c = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
     return t;
