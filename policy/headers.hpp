@@ -35,7 +35,8 @@ void strip_hop_by_hop(Headers& h, bool keep_upgrade = false);
 
 // Zeroes the array's room past its last field. A field removed, or moved from by a swap or an
 // erase, leaves a short value's bytes in the slot it left (std::string keeps up to 15 bytes in
-// the object itself); wiping each field that is left does not reach them.
+// the object itself); wiping each field that is left does not reach them. After clear(): the
+// whole array.
 void wipe_spare(Headers& h) noexcept;
 
 }  // namespace sidekey::policy

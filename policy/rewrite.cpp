@@ -134,7 +134,11 @@ RewritePlan& RewritePlan::operator=(RewritePlan&& o) noexcept {
 void RewritePlan::wipe() noexcept {
   secrets::wipe(target);
   for (auto& h : headers) secrets::wipe(h.value);
-  wipe_spare(headers);  // the proxy removes framing fields after the values are in
+  // Then the whole array, the string objects too: a field removed after the values went in (the
+  // proxy drops framing fields) moves the later ones down, and a long value moved into a slot
+  // that held a short one overwrites only the first half of its in-object bytes.
+  headers.clear();
+  wipe_spare(headers);
 }
 
 RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, RequestHead head,

@@ -16,6 +16,7 @@ class HeadWriter {
     p_ = out_.data();
   }
   void put(std::string_view s) {
+    if (s.empty()) return;  // (an empty view's data() may be null)
     std::memcpy(p_, s.data(), s.size());
     p_ += s.size();
   }

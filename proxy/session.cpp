@@ -416,8 +416,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   } else if (length_in) {
     up_framing.length = *length_in;
   }
-  // Without an upgrade, hop-by-hop stripping left no Connection field: HTTP/1.1 keeps alive.
-  OutHead up_head = render_request_head(plan.method, plan.target, fields, up_framing);
   if (expect_continue && had_body) {
     // A named string, not a conditional temporary inside co_await (GCC 12 destroys those twice).
     std::string interim = st.version == 10 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n";
@@ -427,6 +425,10 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
       co_return false;
     }
   }
+  // Rendered only now, with nothing left between it and the relay, which wipes it once written:
+  // it holds the injected values. Without an upgrade, hop-by-hop stripping left no Connection
+  // field: HTTP/1.1 keeps alive.
+  OutHead up_head = render_request_head(plan.method, plan.target, fields, up_framing);
 
   auto upstream_started = std::chrono::steady_clock::now();
   auto substitute = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
