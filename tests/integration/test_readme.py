@@ -363,6 +363,11 @@ COMMANDS = {
     "bench/soak": Entry(NOT_RUN,
         "the soak: ten minutes of mixed load against a Release build; checked: executable",
         "check_script"),
+    "bench/instructions": Entry(NOT_RUN,
+        "counts instructions under callgrind for a minute (installs valgrind, nginx, wrk); checked: "
+        "executable", "check_script"),
+    "PROXY=nginx bench/instructions": Entry(NOT_RUN,
+        "the same count for nginx doing the injection; checked: executable", "check_script"),
 }
 
 
@@ -636,13 +641,20 @@ class ReadmeRun:
         self.t.assertEqual(lines[-1], "scripts/fuzz.sh 5")
 
     def check_script(self, cmd):
-        path = os.path.join(SOURCE_DIR, cmd.norm)
+        words = cmd.norm.split()
+        settings = []
+        while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):  # VAR=value prefixes
+            settings.append(words.pop(0).split("=", 1)[0])
+        script = words[0]
+        path = os.path.join(SOURCE_DIR, script)
         self.t.assertTrue(os.path.isfile(path) and os.access(path, os.X_OK), path)
         with open(path) as f:
             text = f.read()
-        if cmd.norm == "scripts/install-deps.sh":
+        for name in settings:  # the script reads each variable the README sets
+            self.t.assertIn("${%s" % name, text, "%s does not read %s" % (script, name))
+        if script == "scripts/install-deps.sh":
             self.t.assertIn("apt-get", text)
-        if cmd.norm == "scripts/install-test-deps.sh":
+        if script == "scripts/install-test-deps.sh":
             self.t.assertIn("node_modules", text)
 
     # -- serve -----------------------------------------------------------------------------------
