@@ -437,14 +437,33 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     return std::nullopt;
   };
   Passthrough pass;
-  RelayResult sent = co_await std::visit(
-      [&](auto& up) {
-        return substituter ? relay_body(client_, buf_, p, up, std::move(up_head), substitute, ctx_.idle_timeout,
-                                        st.audit.bytes_in, false, first_piece)
-                           : relay_body(client_, buf_, p, up, std::move(up_head), pass, ctx_.idle_timeout,
-                                        st.audit.bytes_in, true, first_piece);
-      },
-      conn->stream);
+  RelayResult sent;
+  if (!substituter && !first_piece && p.is_done()) {
+    // A request that is its head (no body): written here, at once where the socket takes it, not
+    // through a relay (a coroutine frame and a body buffer for nothing).
+    const net::const_buffer bytes = net::buffer(up_head.bytes);
+    beast::error_code wec;
+    const std::size_t wrote = std::visit([&](auto& up) { return write_now(up, bytes, wec); }, conn->stream);
+    if (!wec && wrote < bytes.size()) {
+      auto [aec, an] = co_await std::visit(
+          [&](auto& up) { return write_rest(up, bytes, wrote, ctx_.idle_timeout); }, conn->stream);
+      wec = aec;
+    }
+    secrets::wipe(up_head.bytes);  // it holds the injected values
+    if (wec) {
+      sent.status = RelayStatus::write_failed;
+      sent.ec = wec;
+    }
+  } else {
+    sent = co_await std::visit(
+        [&](auto& up) {
+          return substituter ? relay_body(client_, buf_, p, up, std::move(up_head), substitute, ctx_.idle_timeout,
+                                          st.audit.bytes_in, false, first_piece)
+                             : relay_body(client_, buf_, p, up, std::move(up_head), pass, ctx_.idle_timeout,
+                                          st.audit.bytes_in, true, first_piece);
+        },
+        conn->stream);
+  }
   if (substituter) {
     for (const auto& s : substituter->secrets_used())
       if (std::find(st.audit.secrets.begin(), st.audit.secrets.end(), s) == st.audit.secrets.end()) st.audit.secrets.push_back(s);
