@@ -149,7 +149,7 @@ io::Awaitable<bool> Gateway::forward(io::TcpStream& client, io::FlatBuffer& buff
   }
 
   // Interim (1xx) answers are read past: the client gets the final one.
-  std::optional<http::response_parser<http::buffer_body>> slot;
+  std::optional<proxy::MessageParser<false>> slot;
   bool interim = false;
   for (;;) {
     auto& r = slot.emplace();
@@ -160,7 +160,7 @@ io::Awaitable<bool> Gateway::forward(io::TcpStream& client, io::FlatBuffer& buff
     auto [ec, n] = co_await std::visit([&](auto& up) { return http::async_read_header(up, conn->buffer, r, tuple_awaitable); },
                                        conn->stream);
     // Closed before a byte of the answer, or a 408 idle-close notice that crossed the request.
-    bool crossed = !ec && r.get().result_int() == 408;
+    bool crossed = !ec && r.status == 408;
     if ((crossed || conn->closed_before_answer(ec)) && !interim && can_replay()) {
       bool again = co_await replay();
       if (!again) co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
@@ -170,26 +170,25 @@ io::Awaitable<bool> Gateway::forward(io::TcpStream& client, io::FlatBuffer& buff
       conn->close();
       co_return co_await answer(client, http::status::bad_gateway, "the agent did not answer", version, false);
     }
-    if (r.get().result_int() == 101) {
+    if (r.status == 101) {
       // The request's Upgrade was stripped (hop-by-hop): a switch nobody asked for. What follows
       // on that connection is no longer HTTP the client expects.
       conn->close();
       co_return co_await answer(client, http::status::bad_gateway, "the agent switched protocols, which the request did not ask for",
                                 version, client_keep);
     }
-    if (r.get().result_int() >= 200) break;
+    if (r.status >= 200) break;
     interim = true;
   }
   auto& rp = *slot;
-  auto& res = rp.get();
-  bool header_only = req.method() == http::verb::head || res.result() == http::status::no_content ||
-                     res.result() == http::status::not_modified;
-  policy::Headers res_headers;
-  for (const auto& f : res)
-    if (f.name() != http::field::content_length && f.name() != http::field::transfer_encoding)
-      res_headers.push_back({std::string(f.name_string()), std::string(f.value())});
+  bool header_only = proxy::header_only_response(req.method(), rp.status);
+  // The parser's fields, used where they are (framing is ours to set).
+  policy::Headers& res_headers = rp.fields;
+  std::erase_if(res_headers, [](const policy::Header& h) {
+    return iequals(h.name, "content-length") || iequals(h.name, "transfer-encoding");
+  });
   policy::strip_hop_by_hop(res_headers);
-  bool res_chunked = res.chunked();
+  bool res_chunked = rp.chunked();
   auto res_length = rp.content_length();
   bool keep = client_keep;
   proxy::Framing down_framing;
@@ -200,7 +199,7 @@ io::Awaitable<bool> Gateway::forward(io::TcpStream& client, io::FlatBuffer& buff
   // A Connection field only where the version's default is not what we do.
   std::string_view connection = version == 10 ? (keep ? "keep-alive" : "") : (keep ? "" : "close");
   proxy::OutHead down_head =
-      proxy::render_response_head(version, res.result_int(), res.reason(), res_headers, down_framing, connection);
+      proxy::render_response_head(version, rp.status, rp.reason, res_headers, down_framing, connection);
   auto got = co_await std::visit(
       [&](auto& up) {
         return proxy::relay_body(up, conn->buffer, rp, client, std::move(down_head), pass, opt_.idle_timeout, out_bytes, true, std::nullopt,

@@ -185,6 +185,11 @@ inline bool replayable_request(http::verb method, bool has_body, bool upgrade) {
          (method == http::verb::get || method == http::verb::head || method == http::verb::options);
 }
 
+// Responses that carry no body whatever their headers say (the proxy's and the gateway's).
+inline bool header_only_response(http::verb method, int status) {
+  return method == http::verb::head || status == 204 || status == 304;
+}
+
 // A read error that means the peer sent something malformed (as opposed to closing or timing out).
 inline bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_chunk).category() && ec != http::error::end_of_stream &&

@@ -161,11 +161,6 @@ ScrubSetCache& scrub_sets_for_this_thread() {
   return cache;
 }
 
-// Responses that carry no body whatever their headers say.
-bool header_only_response(http::verb method, int status) {
-  return method == http::verb::head || status == 204 || status == 304;
-}
-
 struct RequestState {
   AuditRecord audit;
   unsigned version = 11;
