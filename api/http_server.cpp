@@ -45,6 +45,9 @@ io::Awaitable<void> serve_http(io::Socket socket, const HttpServerOptions& opt, 
   io::TcpStream stream(std::move(socket));
   io::FlatBuffer buffer;
   for (;;) {
+    // A request may carry a secret (a write to the secrets API): whatever passed through this
+    // thread's registers while it was served is cleared before the connection waits again.
+    secrets::ClearRegistersOnExit clear_registers;
     RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
     parser.body_limit(boost::none);  // set below: a streamed request has no limit

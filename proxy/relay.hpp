@@ -353,6 +353,7 @@ io::Awaitable<void> pump_through(From& from, To& to, std::chrono::milliseconds i
         go = transform(std::string_view(buf.data(), n), out);
       }
       secrets::wipe(buf.data(), n);
+      secrets::clear_vector_registers();
       if (!go) break;
       lowest(to).expires_after(idle);
       auto [wec, wn] = co_await net::async_write(to, net::buffer(out), tuple_awaitable);

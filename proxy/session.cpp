@@ -246,6 +246,8 @@ class Session {
 
 template <class Client>
 io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_t head_end) {
+  // Injected values, echoes and TLS records of them pass through this thread's vector registers.
+  secrets::ClearRegistersOnExit clear_registers;
   RequestState st;
   st.audit.client = client_addr_;
   if (rec) {

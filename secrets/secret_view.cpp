@@ -96,6 +96,7 @@ SecretRegistry::SecretRegistry(std::shared_ptr<Store> store, std::vector<SourceC
 }
 
 bool SecretRegistry::refresh() {
+  ClearRegistersOnExit clear_registers;  // values decrypted and read pass through them
   std::lock_guard lock(mu_);
   if (store_) {
     try {
