@@ -152,7 +152,14 @@ void Runtime::start() {
         res = api::message_response(http::status::not_found, "Unable to find task with the provided id");
       else
         res = co_await net::co_spawn(
-            store_io_, [&]() -> net::awaitable<api::Response> { co_return secrets_api_->handle(req); }, io::use_awaitable);
+            store_io_,
+            [&]() -> net::awaitable<api::Response> {
+              // The store thread parses, seals and re-reads values, then waits for the next
+              // call: its registers are cleared however the call ends.
+              secrets::ClearRegistersOnExit clear_registers;
+              co_return secrets_api_->handle(req);
+            },
+            io::use_awaitable);
     } else {
       res = api::message_response(http::status::not_found, "Unable to find entity with the provided path");
     }

@@ -223,12 +223,16 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
     return std::move(result);
   };
   bool piece_at_hand = prefetched || p.is_done() || in_buf.size() > 0;
+  // What passed through this thread's registers (an injected value rendered into the head, a
+  // piece substituted or scrubbed, its TLS record) is cleared before the relay waits.
   if (header_only || !piece_at_hand) {
     const net::const_buffer bytes = net::buffer(head.bytes);
     beast::error_code hec;
     std::size_t wrote = write_now(out, bytes, hec);
+    secrets::clear_vector_registers();
     if (!hec && wrote < bytes.size()) {
       auto [aec, an] = co_await write_rest(out, bytes, wrote, idle);
+      secrets::clear_vector_registers();
       hec = aec;
     }
     if (hec) co_return fail(RelayStatus::write_failed, hec);
@@ -299,8 +303,11 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
       const std::span<const net::const_buffer> all(bufs.data(), nbufs);
       beast::error_code wec;
       std::size_t wrote = write_now(out, all, wec);
+      const bool sensitive = head_pending || !identity;
+      if (sensitive) secrets::clear_vector_registers();
       if (!wec && wrote < net::buffer_size(all)) {
         auto [aec, an] = co_await write_rest(out, all, wrote, idle);
+        if (sensitive) secrets::clear_vector_registers();
         wec = aec;
       }
       if (!identity) secrets::wipe(piece);

@@ -441,9 +441,11 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     const net::const_buffer bytes = net::buffer(up_head.bytes);
     beast::error_code wec;
     const std::size_t wrote = std::visit([&](auto& up) { return write_now(up, bytes, wec); }, conn->stream);
+    secrets::clear_vector_registers();  // the head was rendered through them: cleared before any wait
     if (!wec && wrote < bytes.size()) {
       auto [aec, an] = co_await std::visit(
           [&](auto& up) { return write_rest(up, bytes, wrote, ctx_.idle_timeout); }, conn->stream);
+      secrets::clear_vector_registers();
       wec = aec;
     }
     secrets::wipe(up_head.bytes);  // it holds the injected values

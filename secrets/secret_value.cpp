@@ -84,16 +84,16 @@ void wipe(void* p, std::size_t n) noexcept {
   if (p && n) zero(p, n);
 }
 
-void clear_vector_registers() noexcept {
 #if defined(__x86_64__)
-  // VZEROALL clears zmm0-15 whole; glibc's AVX-512 (EVEX) string functions use zmm16-31, which
-  // only an EVEX instruction reaches (a 256-bit write zeroes the register's upper half too).
-  // Out of line: the SysV ABI makes every vector register caller-saved, so no caller keeps a
-  // value in one across this call.
-  static const int level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx") ? 1 : 0;
-  if (level == 2) {
+namespace {
+// zmm16-31, which only an EVEX instruction reaches: glibc's AVX-512 (EVEX) string functions copy
+// through them, and VZEROALL leaves them alone. With AVX512VL a 256-bit write, which zeroes the
+// register's upper half too; without it (Xeon Phi) the 512-bit form. Compiled for AVX-512 on its
+// own, so that the clobbers can name these registers; called only where the CPU and the OS
+// have them (__builtin_cpu_supports reads XCR0 too).
+__attribute__((target("avx512f"), noinline)) void clear_upper_sixteen(bool vl) noexcept {
+  if (vl) {
     __asm__ __volatile__(
-        "vzeroall\n\t"
         "vpxord %%ymm16, %%ymm16, %%ymm16\n\tvpxord %%ymm17, %%ymm17, %%ymm17\n\t"
         "vpxord %%ymm18, %%ymm18, %%ymm18\n\tvpxord %%ymm19, %%ymm19, %%ymm19\n\t"
         "vpxord %%ymm20, %%ymm20, %%ymm20\n\tvpxord %%ymm21, %%ymm21, %%ymm21\n\t"
@@ -104,12 +104,38 @@ void clear_vector_registers() noexcept {
         "vpxord %%ymm30, %%ymm30, %%ymm30\n\tvpxord %%ymm31, %%ymm31, %%ymm31"
         :
         :
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-          "xmm12", "xmm13", "xmm14", "xmm15");
-  } else if (level == 1) {
-    __asm__ __volatile__("vzeroall" : : : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
-                         "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+        : "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26",
+          "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
   } else {
+    __asm__ __volatile__(
+        "vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+        "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+        "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+        "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+        "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+        "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+        "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+        "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31"
+        :
+        :
+        : "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26",
+          "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+  }
+}
+}  // namespace
+#endif
+
+void clear_vector_registers() noexcept {
+#if defined(__x86_64__)
+  // Out of line: the SysV ABI makes every vector register caller-saved, so no caller keeps a
+  // value in one across this call. VZEROALL clears ymm0-15 and, on AVX-512 hardware, zmm0-15
+  // whole.
+  enum Level { sse2, avx, avx512, avx512vl };
+  static const Level level = !__builtin_cpu_supports("avx")       ? sse2
+                             : !__builtin_cpu_supports("avx512f")  ? avx
+                             : !__builtin_cpu_supports("avx512vl") ? avx512
+                                                                   : avx512vl;
+  if (level == sse2) {
     __asm__ __volatile__(
         "pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\tpxor %%xmm3, %%xmm3\n\t"
         "pxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\tpxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\t"
@@ -119,7 +145,11 @@ void clear_vector_registers() noexcept {
         :
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
           "xmm12", "xmm13", "xmm14", "xmm15");
+    return;
   }
+  __asm__ __volatile__("vzeroall" : : : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+                       "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+  if (level >= avx512) clear_upper_sixteen(level == avx512vl);
 #endif
 }
 

@@ -51,8 +51,9 @@ void wipe(std::basic_string<char, std::char_traits<char>, Allocator>& s) noexcep
 // Zeroes this thread's vector registers. A copy of plaintext passes through them (memcpy moves 32
 // or 64 bytes per AVX-512 register) and stays there until other work overwrites them; a core
 // dump holds every thread's registers, and a thread that goes idle after handling a secret keeps
-// it in them. Called where a unit of work that handled plaintext ends (a proxied request, an API
-// request, a store or source read, a scrubbed tunnel piece). A few instructions.
+// it in them. Called before a thread that handled plaintext can wait: once a head with injected
+// values or a substituted or scrubbed piece is written, when a proxied request, an API call on
+// the store thread or a store or source read ends. A few instructions.
 void clear_vector_registers() noexcept;
 // Calls it when the scope ends, whichever way it is left.
 struct ClearRegistersOnExit {

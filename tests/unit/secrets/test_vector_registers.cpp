@@ -56,6 +56,32 @@ BOOST_AUTO_TEST_CASE(upper_sixteen_avx512_registers) {
   BOOST_TEST(all_zero(out.data(), out.size()));
 }
 
+// zmm12-15 whole, bits 256-511 included (VZEROALL's reach on AVX-512 hardware).
+BOOST_AUTO_TEST_CASE(lower_avx512_registers_whole) {
+  if (!__builtin_cpu_supports("avx512f")) {
+    BOOST_TEST_MESSAGE("no AVX-512 on this CPU: nothing to check");
+    return;
+  }
+  alignas(64) std::array<unsigned char, 64> pattern;
+  pattern.fill(0xC3);
+  alignas(64) std::array<unsigned char, 64 * 4> out;
+  out.fill(0x11);
+  __asm__ __volatile__(
+      "vmovdqu64 (%0), %%zmm12\n\tvmovdqa64 %%zmm12, %%zmm13\n\tvmovdqa64 %%zmm12, %%zmm14\n\t"
+      "vmovdqa64 %%zmm12, %%zmm15"
+      :
+      : "r"(pattern.data())
+      : "xmm12", "xmm13", "xmm14", "xmm15", "memory");
+  clear_vector_registers();
+  __asm__ __volatile__(
+      "vmovdqu64 %%zmm12, 0(%0)\n\tvmovdqu64 %%zmm13, 64(%0)\n\tvmovdqu64 %%zmm14, 128(%0)\n\t"
+      "vmovdqu64 %%zmm15, 192(%0)\n\tvzeroupper"
+      :
+      : "r"(out.data())
+      : "memory");
+  BOOST_TEST(all_zero(out.data(), out.size()));
+}
+
 // The upper halves of ymm0-15 (the compiler's own SSE code uses only their lower halves).
 BOOST_AUTO_TEST_CASE(upper_halves_of_the_avx_registers) {
   if (!__builtin_cpu_supports("avx")) {
