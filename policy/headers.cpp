@@ -63,6 +63,17 @@ void wipe_spare(Headers& h) noexcept {
   if (h.capacity() > h.size()) secrets::wipe(h.data() + h.size(), (h.capacity() - h.size()) * sizeof(Header));
 }
 
+void grow_wiping(Headers& h, std::size_t at_least) {
+  Headers bigger;
+  bigger.reserve(std::max(2 * h.capacity(), at_least));
+  for (auto& f : h) {
+    bigger.push_back(std::move(f));
+    secrets::wipe(f.name);
+    secrets::wipe(f.value);
+  }
+  h.swap(bigger);
+}
+
 bool is_upgrade_request(const Headers& h) { return find_header(h, "upgrade") && named_by_connection(h, "upgrade"); }
 
 void strip_hop_by_hop(Headers& h, bool keep_upgrade) {

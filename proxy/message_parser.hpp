@@ -130,17 +130,7 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
     return n;
   }
 
-  // Doubles the fields' room, wiping what the moved-from elements leave in the old array.
-  void grow() {
-    policy::Headers bigger;
-    bigger.reserve(std::max<std::size_t>(2 * fields.capacity(), kFieldsReserved));  // also after a move
-    for (auto& h : fields) {
-      bigger.push_back(std::move(h));
-      secrets::wipe(h.name);
-      secrets::wipe(h.value);
-    }
-    fields.swap(bigger);
-  }
+  void grow() { policy::grow_wiping(fields, kFieldsReserved); }  // also after the fields moved out
 
   bool header_done_ = false;
 };

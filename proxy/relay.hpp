@@ -25,6 +25,7 @@
 #include "policy/headers.hpp"
 #include "proxy/head.hpp"
 #include "proxy/message_parser.hpp"
+#include "proxy/response_parser.hpp"
 #include "policy/refusal.hpp"
 #include "secrets/secret_value.hpp"
 
@@ -51,6 +52,7 @@ template <bool isRequest>
 http::buffer_body::value_type& body_window(MessageParser<isRequest>& p) {
   return p.body;
 }
+inline http::buffer_body::value_type& body_window(ResponseParser& p) { return p.body; }
 
 // Clears a connection's read buffer, consumed bytes included, once it has carried a response
 // that may echo a secret.
@@ -264,8 +266,23 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
       beast::error_code ec = parse_buffered(p, in_buf);
       if (ec == http::error::need_more) {
         lowest(in).expires_after(idle);
-        auto [rec, rn] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
-        ec = rec;
+        if constexpr (std::is_same_v<Parser, ResponseParser>) {
+          // Read, then parse what came (http::async_read_some's steps, for a parser of our own).
+          const std::size_t room = std::clamp<std::size_t>(in_buf.capacity() - in_buf.size(), 4096, 65536);
+          auto [rec, rn] = co_await in.async_read_some(in_buf.prepare(room), tuple_awaitable);
+          if (rec == net::error::eof) {
+            p.put_eof(ec);
+          } else if (rec) {
+            ec = rec;
+          } else {
+            in_buf.commit(rn);
+            ec = parse_buffered(p, in_buf);
+            if (ec == http::error::need_more) ec = {};
+          }
+        } else {
+          auto [rec, rn] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
+          ec = rec;
+        }
       }
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return fail(RelayStatus::read_failed, ec);

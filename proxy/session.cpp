@@ -66,15 +66,19 @@ io::Awaitable<bool> send_raw(Stream& s, const std::string& bytes) {
 // What an idle client connection holds for its next request head: most heads fit in one read.
 constexpr std::size_t kIdleBufferBytes = 2048;
 
+// Reads until `buf` holds a whole head; returns where it ends. A request head waits on an idle
+// connection (the buffer is kept small there); a response's read takes the room the pooled
+// connection's buffer has, and an end of stream is Beast's: end_of_stream before the first byte,
+// partial_message after it.
 template <class Stream>
 io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s, io::FlatBuffer& buf,
-                                                                         std::size_t limit) {
+                                                                         std::size_t limit, bool response = false) {
   std::size_t searched = 0;
   for (;;) {
     std::string_view data(static_cast<const char*>(buf.data().data()), buf.size());
     // Stray CRLFs between requests are allowed before a request line (RFC 9112 2.2).
     std::size_t skip = 0;
-    while (skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
+    while (!response && skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
     if (skip) {
       buf.consume(skip);
       searched = 0;
@@ -84,10 +88,17 @@ io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s
     if (end != std::string_view::npos) co_return std::pair{beast::error_code{}, end};
     if (buf.size() > limit) co_return std::pair{beast::error_code(http::error::header_limit), std::size_t{0}};
     searched = buf.size();
-    // An idle keep-alive connection waits here with this buffer: keep it small (a large upload
-    // may have grown it), and let a head that does not fit in the first read grow it.
-    if (buf.size() == 0 && buf.capacity() > kIdleBufferBytes) buf.shrink_to_fit();
-    auto [ec, n] = co_await s.async_read_some(buf.prepare(buf.size() == 0 ? kIdleBufferBytes : 16384), tuple_awaitable);
+    std::size_t room;
+    if (response) {
+      room = std::clamp<std::size_t>(buf.capacity() - buf.size(), kIdleBufferBytes, 65536);
+    } else {
+      // An idle keep-alive connection waits here with this buffer: keep it small (a large upload
+      // may have grown it), and let a head that does not fit in the first read grow it.
+      if (buf.size() == 0 && buf.capacity() > kIdleBufferBytes) buf.shrink_to_fit();
+      room = buf.size() == 0 ? kIdleBufferBytes : 16384;
+    }
+    auto [ec, n] = co_await s.async_read_some(buf.prepare(room), tuple_awaitable);
+    if (ec == net::error::eof && response) ec = buf.size() == 0 ? http::error::end_of_stream : http::error::partial_message;
     if (ec) co_return std::pair{ec, std::size_t{0}};
     buf.commit(n);
   }
@@ -530,11 +541,9 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   }
 
   // The response.
-  std::optional<MessageParser<false>> rp_slot;
-  auto fresh_parser = [&]() -> MessageParser<false>& {
+  std::optional<ResponseParser> rp_slot;
+  auto fresh_parser = [&]() -> ResponseParser& {
     auto& r = rp_slot.emplace();
-    r.header_limit(static_cast<std::uint32_t>(ctx_.max_header_bytes));
-    r.body_limit(boost::none);
     if (p.method == http::verb::head) r.skip(true);
     return r;
   };
@@ -543,8 +552,13 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   for (;;) {
     auto& rp = *rp_slot;
     conn->tcp().expires_after(ctx_.request_timeout);
-    auto [ec, n] = co_await std::visit(
-        [&](auto& up) { return http::async_read_header(up, conn->buffer, rp, tuple_awaitable); }, conn->stream);
+    auto [ec, head_end] = co_await std::visit(
+        [&](auto& up) { return read_raw_head(up, conn->buffer, ctx_.max_header_bytes, /*response=*/true); }, conn->stream);
+    if (!ec && head_end > ctx_.max_header_bytes) ec = http::error::header_limit;
+    if (!ec) {
+      ec = rp.put_head(std::string_view(static_cast<const char*>(conn->buffer.data().data()), head_end));
+      if (!ec) conn->buffer.consume(head_end);
+    }
     // The reused connection was closed before a byte of the answer, or its first answer is a
     // 408: the upstream closing the idle connection with a courtesy answer that crossed our
     // request (RFC 9110 15.5.9 lets the client repeat it; a bodyless request can have timed out

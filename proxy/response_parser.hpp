@@ -1,0 +1,102 @@
+#pragma once
+// An upstream's response, read without Beast's parser for its head. Beast reads a head a
+// character at a time, looks every field name up in its table and re-parses the framing fields'
+// token lists: about 4 k instructions for a five-field head, the largest single step of a
+// proxied request. Here the head is read in one pass over its raw bytes (line ends and control
+// bytes found 16 at a time) straight into the policy's view of the fields, and the framing is
+// judged from the same pass. A body with a length, or to the end of the stream, is copied into
+// the relay's window as it comes; a chunked body is parsed by Beast (MessageParser, given a
+// two-line head).
+//
+// Stricter than Beast's parser, never looser (tests/fuzz/fuzz_response_parser.cpp holds it to
+// that): refused are obs-fold (RFC 9112 5.2 lets a proxy answer 502), a Content-Length that is a
+// list, more than one Transfer-Encoding field, and Transfer-Encoding with Content-Length. A
+// Transfer-Encoding other than exactly "chunked" leaves the body delimited by the end of the
+// stream, as Beast has it (the proxy refuses such a response). Pure code.
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "policy/headers.hpp"
+
+namespace sidekey::proxy {
+
+template <bool isRequest>
+class MessageParser;
+
+class ResponseParser {
+ public:
+  using error_code = boost::beast::error_code;
+
+  ResponseParser();
+  ~ResponseParser();
+  ResponseParser(const ResponseParser&) = delete;
+  ResponseParser& operator=(const ResponseParser&) = delete;
+
+  // The head, once put_head() succeeded.
+  policy::Headers fields;  // as received, in order; framing fields included
+  unsigned version = 11;   // 10 or 11
+  int status = 0;          // three digits, as sent
+  std::string reason;      // as sent (may be empty)
+
+  // Where the next body bytes go (buffer_body's value): set before each put; `data` advances and
+  // `size` shrinks by what was written.
+  boost::beast::http::buffer_body::value_type body;
+
+  // A response to HEAD: no body, whatever its fields say.
+  void skip(bool v) { skip_ = v; }
+
+  // Parses `raw`, a whole head through its blank line (as find_head_end() delimits it). The error
+  // codes are Beast's (bad_version, bad_status, bad_reason, bad_field, bad_value,
+  // bad_line_ending, bad_obs_fold, bad_content_length, multiple_content_length,
+  // bad_transfer_encoding).
+  error_code put_head(std::string_view raw);
+
+  // Body bytes from `in` into the window; returns what was used. need_buffer when the window
+  // filled with bytes left over; a malformed chunk is Beast's error.
+  std::size_t put(boost::asio::const_buffer in, error_code& ec);
+  // The stream ended: completes a body delimited by it, else partial_message unless done.
+  void put_eof(error_code& ec);
+
+  bool is_header_done() const { return header_done_; }
+  bool is_done() const;
+  bool chunked() const { return chunked_; }
+  std::optional<std::uint64_t> content_length() const { return length_; }
+  bool need_eof() const { return mode_ == Mode::to_eof; }
+  bool keep_alive() const;
+
+  // Room for `n` more fields without the vector moving on its own (which would free the old
+  // array with the short values still in it).
+  void make_room(std::size_t n) {
+    while (fields.capacity() < fields.size() + n) policy::grow_wiping(fields, kFieldsReserved);
+  }
+
+  // Overwrites every byte of the head this parser holds and drops the fields: for a response
+  // that may echo what was written, once its head is rendered or refused.
+  void wipe() noexcept;
+
+ private:
+  static constexpr std::size_t kFieldsReserved = 16;
+  enum class Mode { none, length, chunked, to_eof };
+  error_code judge_framing_field(std::string_view name, std::string_view value);
+
+  Mode mode_ = Mode::none;
+  bool header_done_ = false;
+  bool done_ = false;
+  bool skip_ = false;
+  bool chunked_ = false;
+  bool transfer_encoding_ = false;
+  bool close_ = false;       // Connection: close
+  bool keep_alive_ = false;  // Connection: keep-alive
+  std::optional<std::uint64_t> length_;
+  std::uint64_t remaining_ = 0;
+  std::unique_ptr<MessageParser<false>> chunks_;  // a chunked body's parser
+};
+
+}  // namespace sidekey::proxy
