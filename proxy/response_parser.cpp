@@ -109,7 +109,10 @@ ResponseParser::error_code ResponseParser::judge_framing_field(std::string_view 
     case Framing::transfer_encoding:
       if (transfer_encoding_ || length_) return http::error::bad_transfer_encoding;
       transfer_encoding_ = true;
-      chunked_ = iequals(value, "chunked");  // anything else: to the end of the stream, as Beast has it
+      // Any other coding would be dropped by the proxy's re-framing and reach the client
+      // unlabelled (and, compressed, unscrubbable): refused.
+      if (!iequals(value, "chunked")) return http::error::bad_transfer_encoding;
+      chunked_ = true;
       return {};
   }
   return {};

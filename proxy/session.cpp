@@ -620,17 +620,11 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   }
   bool switching = rp.status == 101 && upgrade;
   // The framing fields last (the others keep their order): searched with the others below, then
-  // dropped (framing is ours). A transfer coding other than chunked would be dropped by our
-  // re-framing and reach the client unlabelled (and, compressed, unscrubbable).
-  bool other_coding = false;
+  // dropped (framing is ours). (A transfer coding other than chunked was refused by the parser.)
   std::size_t forwarded = 0;
   for (std::size_t i = 0; i < res_headers.size(); ++i) {
     const auto& name = res_headers[i].name;
-    if (iequals(name, "transfer-encoding")) {
-      other_coding = other_coding || !iequals(res_headers[i].value, "chunked");
-      continue;
-    }
-    if (iequals(name, "content-length")) continue;
+    if (iequals(name, "transfer-encoding") || iequals(name, "content-length")) continue;
     if (i != forwarded) std::swap(res_headers[forwarded], res_headers[i]);
     ++forwarded;
   }
@@ -642,12 +636,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   for (std::size_t i = forwarded; head_echo && i < res_headers.size(); ++i) secrets::wipe(res_headers[i].value);
   res_headers.resize(forwarded);
   policy::strip_hop_by_hop(res_headers, switching);
-  if (other_coding) {
-    drop_response();
-    co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_connect_failed,
-                                                        "the upstream answered with a transfer coding other than chunked")
-                                      .with_host(upstream_dest.host), true);
-  }
   if (scrubbing) {
     // Every Content-Encoding field must be identity: the message names no value, which could
     // carry an echo of the plaintext.

@@ -1,0 +1,190 @@
+// libFuzzer target for proxy/response_parser.hpp: ResponseParser, which reads an upstream's
+// response head in one pass and judges its framing itself, against Beast's own
+// parser<false, string_body> on the same bytes.
+//
+// Input: a byte for HEAD-style skipping, a byte for the piece size, a byte for the window size,
+// then the response bytes. Checks, aborting on failure:
+// - never looser: a head Beast refuses is refused; a head ResponseParser accepts, Beast accepts;
+// - stricter only where documented: a head Beast accepts may be refused only with bad_obs_fold,
+//   bad_content_length or bad_transfer_encoding (folded lines, Content-Length lists or long
+//   numbers, two Transfer-Encodings, Transfer-Encoding with Content-Length);
+// - both accept: the same version, status, reason; the same fields (each name's values in the
+//   same order); the same keep_alive(), chunked(), content_length(), need_eof(); then, the body
+//   fed in pieces through a window of any size and the end of the input as the end of the
+//   stream: the same error (or none), the same completion and the same body bytes.
+//
+// Build: scripts/fuzz.sh builds it with the others (build/fuzz).
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/encoding.hpp"
+#include "proxy/framing.hpp"
+#include "proxy/response_parser.hpp"
+
+namespace http = boost::beast::http;
+using sidekey::proxy::ResponseParser;
+
+namespace {
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "fuzz_response_parser: %s\n", what);
+  std::abort();
+}
+void check(bool ok, const char* what) {
+  if (!ok) fail(what);
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+struct Beast {
+  http::response_parser<http::string_body> p;
+  boost::system::error_code ec;  // the first error, head or body
+  bool head_ok = false;
+  std::map<std::string, std::vector<std::string>> fields;  // the head's (trailers join them later)
+};
+
+// Beast's parser over the whole input, then the end of the stream.
+void run_beast(Beast& b, std::string_view in, bool skip) {
+  b.p.eager(false);  // the head alone first: its fields are taken before any trailer joins them
+  b.p.skip(skip);
+  b.p.header_limit(1 << 20);
+  b.p.body_limit(boost::none);
+  std::size_t at = 0;
+  while (!b.p.is_done()) {
+    boost::system::error_code ec;
+    const std::size_t used = b.p.put(boost::asio::buffer(in.data() + at, in.size() - at), ec);
+    at += used;
+    if (b.p.is_header_done() && !b.head_ok) {
+      b.head_ok = true;
+      for (const auto& f : b.p.get())
+        b.fields[lower(std::string_view(f.name_string().data(), f.name_string().size()))].emplace_back(f.value());
+      b.p.eager(true);
+    }
+    if (ec == http::error::need_more) {
+      if (!b.p.got_some()) {
+        b.ec = http::error::partial_message;
+        return;
+      }
+      b.p.put_eof(ec);
+      if (ec) b.ec = ec;
+      return;
+    }
+    if (ec) {
+      b.ec = ec;
+      return;
+    }
+    if (used == 0 && at < in.size()) fail("Beast made no progress");
+    if (at == in.size() && !b.p.is_done()) {
+      b.p.put_eof(ec);
+      if (ec) b.ec = ec;
+      return;
+    }
+  }
+}
+
+bool stricter_refusal(const boost::system::error_code& ec) {
+  return ec == http::error::bad_obs_fold || ec == http::error::bad_content_length ||
+         ec == http::error::bad_transfer_encoding;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 3) return 0;
+  const bool skip = data[0] & 1;
+  const std::size_t step = 1 + data[1] % 64;
+  const std::size_t window = 1 + data[2] % 48;
+  const std::string_view in(reinterpret_cast<const char*>(data) + 3, size - 3);
+
+  Beast b;
+  run_beast(b, in, skip);
+
+  const std::size_t head_end = sidekey::proxy::find_head_end(in);
+  ResponseParser r;
+  r.skip(skip);
+  if (head_end == std::string_view::npos) {
+    // The proxy would read on, and a stream that ends here is a partial message: Beast cannot
+    // have finished a head either.
+    check(!b.head_ok, "Beast parsed a head that has no blank line");
+    return 0;
+  }
+  const auto ec = r.put_head(in.substr(0, head_end));
+  if (ec) {
+    check(!b.head_ok || stricter_refusal(ec), "refused a head Beast accepts, for a reason not documented");
+    return 0;
+  }
+  check(b.head_ok, "accepted a head Beast refuses");
+  const auto& bh = b.p.get();
+  check(r.version == bh.version(), "version");
+  check(r.status == static_cast<int>(bh.result_int()), "status");
+  // (Beast's reason() stands in the status's obsolete reason for an empty one.)
+  const std::string_view beast_reason(bh.reason().data(), bh.reason().size());
+  const auto standard = http::obsolete_reason(bh.result());
+  check(r.reason == beast_reason || (r.reason.empty() && beast_reason == std::string_view(standard.data(), standard.size())),
+        "reason");
+  std::map<std::string, std::vector<std::string>> ours;
+  for (const auto& h : r.fields) ours[lower(h.name)].push_back(h.value);
+  check(ours == b.fields, "fields");
+  check(r.chunked() == b.p.chunked(), "chunked()");
+  const auto bl = b.p.content_length();
+  check(r.content_length().has_value() == bl.has_value() && (!bl || *r.content_length() == *bl), "content_length()");
+  check(r.need_eof() == b.p.need_eof(), "need_eof()");
+  check(r.keep_alive() == b.p.keep_alive(), "keep_alive()");
+
+  // The body, in pieces of `step` through a window of `window` bytes.
+  std::string body, pending(in.substr(head_end));
+  boost::system::error_code bec;
+  std::vector<char> win(window);
+  for (int guard = 0; guard < 1000000 && !r.is_done(); ++guard) {
+    r.body.data = win.data();
+    r.body.size = win.size();
+    if (pending.empty()) {
+      r.put_eof(bec);
+      body.append(win.data(), window - r.body.size);
+      break;
+    }
+    const std::size_t n = std::min(step, pending.size());
+    const std::size_t used = r.put(boost::asio::buffer(pending.data(), n), bec);
+    body.append(win.data(), window - r.body.size);
+    if (bec == http::error::need_buffer) bec = {};
+    if (bec == http::error::need_more) {
+      bec = {};
+      if (used == 0 && n == pending.size()) {  // all of it, and still not a whole element
+        r.put_eof(bec);
+        break;
+      }
+      if (used == 0) {  // a piece too small for the next element: give it more at once
+        const std::size_t used_all = r.put(boost::asio::buffer(pending.data(), pending.size()), bec);
+        body.append(win.data(), window - r.body.size);
+        if (bec == http::error::need_buffer || bec == http::error::need_more) bec = {};
+        if (bec) break;
+        pending.erase(0, used_all);
+        if (used_all == 0) {
+          r.put_eof(bec);
+          break;
+        }
+        continue;
+      }
+    }
+    if (bec) break;
+    pending.erase(0, used);
+  }
+  check(static_cast<bool>(bec) == static_cast<bool>(b.ec), "body error differs");
+  if (!bec) {
+    check(r.is_done() == b.p.is_done(), "completion differs");
+    check(body == b.p.get().body(), "body bytes differ");
+  }
+  return 0;
+}
