@@ -104,7 +104,8 @@ bool stricter_refusal(const boost::system::error_code& ec) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 3) return 0;
   const bool skip = data[0] & 1;
-  const std::size_t step = 1 + data[1] % 64;
+  const std::size_t step = 2 + data[1] % 63;  // (see fuzz_message_parser: Beast 1.81 asserts on 1-byte pieces
+                                              // after a final chunk, in builds with assertions)
   const std::size_t window = 1 + data[2] % 48;
   const std::string_view in(reinterpret_cast<const char*>(data) + 3, size - 3);
 
