@@ -198,6 +198,10 @@ inline bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message && ec != http::error::need_buffer;
 }
 
+// How many bytes of chunk framing (a size line with its extensions, trailer fields) may wait in
+// a read buffer for the rest of it.
+inline constexpr std::size_t kPendingFramingLimit = 65536;
+
 // Each piece is written as soon as it is read (async_read_some, not async_read, which would wait
 // for a full buffer). The head goes out together with the first piece when that piece is at hand
 // (already buffered, already read, or no body at all): one write instead of two. Otherwise it goes
@@ -264,6 +268,11 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
       body_window(p).data = raw.data();
       body_window(p).size = RelayBuffer::kSize;
       beast::error_code ec = parse_buffered(p, in_buf);
+      // Only a chunk's size line or trailer section leaves bytes waiting for more (a body's own
+      // bytes go to the window as they come): one that never ends must not grow the buffer
+      // without bound.
+      if (ec == http::error::need_more && in_buf.size() >= kPendingFramingLimit)
+        co_return fail(RelayStatus::read_failed, http::error::header_limit);
       if (ec == http::error::need_more) {
         lowest(in).expires_after(idle);
         if constexpr (std::is_same_v<Parser, ResponseParser>) {

@@ -107,7 +107,8 @@ ResponseParser::error_code ResponseParser::judge_framing_field(std::string_view 
       return {};
     }
     case Framing::transfer_encoding:
-      if (transfer_encoding_ || length_) return http::error::bad_transfer_encoding;
+      // Transfer-Encoding in an HTTP/1.0 message is faulty framing (RFC 9112 6.1), as on requests.
+      if (transfer_encoding_ || length_ || version == 10) return http::error::bad_transfer_encoding;
       transfer_encoding_ = true;
       // Any other coding would be dropped by the proxy's re-framing and reach the client
       // unlabelled (and, compressed, unscrubbable): refused.
@@ -149,6 +150,7 @@ ResponseParser::error_code ResponseParser::put_head(std::string_view raw) {
     if (p >= end) return http::error::bad_line_ending;  // (find_head_end() delimits a whole head)
     if (*p == '\r') {
       if (p + 1 >= end || p[1] != '\n') return http::error::bad_line_ending;
+      if (p + 2 != end) return http::error::bad_line_ending;  // (find_head_end() ends a head here)
       break;
     }
     // field-name ":" OWS field-value OWS CRLF
@@ -205,6 +207,10 @@ bool ResponseParser::keep_alive() const {
 
 std::size_t ResponseParser::put(boost::asio::const_buffer in, error_code& ec) {
   ec = {};
+  if (!header_done_) {  // no body before a head
+    ec = http::error::partial_message;
+    return 0;
+  }
   if (done_ || in.size() == 0) return 0;
   if (mode_ == Mode::chunked) {
     chunks_->body = body;

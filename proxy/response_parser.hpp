@@ -10,9 +10,9 @@
 //
 // Stricter than Beast's parser, never looser (tests/fuzz/fuzz_response_parser.cpp holds it to
 // that): refused are obs-fold (RFC 9112 5.2 lets a proxy answer 502), a Content-Length that is a
-// list, more than one Transfer-Encoding field, Transfer-Encoding with Content-Length, and a
-// Transfer-Encoding other than exactly "chunked" (a coding the proxy's re-framing would drop).
-// Pure code.
+// list, more than one Transfer-Encoding field, Transfer-Encoding with Content-Length or in an
+// HTTP/1.0 response (RFC 9112 6.1), and a Transfer-Encoding other than exactly "chunked" (a
+// coding the proxy's re-framing would drop). Pure code.
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/buffer_body.hpp>

@@ -11,7 +11,8 @@
 // - both accept: the same version, status, reason; the same fields (each name's values in the
 //   same order); the same keep_alive(), chunked(), content_length(), need_eof(); then, the body
 //   fed in pieces through a window of any size and the end of the input as the end of the
-//   stream: the same error (or none), the same completion and the same body bytes.
+//   stream: the same error (or none), the same completion, the same body bytes, and the same
+//   end of the body in the input (what follows belongs to the next response).
 //
 // Build: scripts/fuzz.sh builds it with the others (build/fuzz).
 #include <boost/asio/buffer.hpp>
@@ -52,6 +53,7 @@ struct Beast {
   http::response_parser<http::string_body> p;
   boost::system::error_code ec;  // the first error, head or body
   bool head_ok = false;
+  std::size_t consumed = 0;  // of the input, by the parser (what follows is the next response's)
   std::map<std::string, std::vector<std::string>> fields;  // the head's (trailers join them later)
 };
 
@@ -66,6 +68,7 @@ void run_beast(Beast& b, std::string_view in, bool skip) {
     boost::system::error_code ec;
     const std::size_t used = b.p.put(boost::asio::buffer(in.data() + at, in.size() - at), ec);
     at += used;
+    b.consumed = at;
     if (b.p.is_header_done() && !b.head_ok) {
       b.head_ok = true;
       for (const auto& f : b.p.get())
@@ -148,6 +151,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string body, pending(in.substr(head_end));
   boost::system::error_code bec;
   std::vector<char> win(window);
+  std::size_t consumed = head_end;
   for (int guard = 0; guard < 1000000 && !r.is_done(); ++guard) {
     r.body.data = win.data();
     r.body.size = win.size();
@@ -172,6 +176,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (bec == http::error::need_buffer || bec == http::error::need_more) bec = {};
         if (bec) break;
         pending.erase(0, used_all);
+        consumed += used_all;
         if (used_all == 0) {
           r.put_eof(bec);
           break;
@@ -181,11 +186,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (bec) break;
     pending.erase(0, used);
+    consumed += used;
   }
-  check(static_cast<bool>(bec) == static_cast<bool>(b.ec), "body error differs");
+  check(bec == b.ec, "body error differs");
   if (!bec) {
     check(r.is_done() == b.p.is_done(), "completion differs");
     check(body == b.p.get().body(), "body bytes differ");
+    // Where the body ends: the bytes after it are the next response's on a pooled connection.
+    check(consumed == b.consumed, "body end differs");
   }
   return 0;
 }

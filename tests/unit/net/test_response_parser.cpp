@@ -100,6 +100,38 @@ BOOST_AUTO_TEST_CASE(bytes_after_the_length_are_left_for_the_next_response) {
   BOOST_TEST(std::string(buf, 2) == "ok");
 }
 
+BOOST_AUTO_TEST_CASE(a_chunked_body_ends_at_its_last_chunk) {
+  // What follows the last chunk and the trailer section is the next response's.
+  const std::string m =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: t\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+  ResponseParser p;
+  std::size_t end = 0;
+  BOOST_REQUIRE(!head(p, m, &end));
+  std::string rest = m.substr(end);
+  const std::size_t body_bytes = std::string("2\r\nok\r\n0\r\nX-T: t\r\n\r\n").size();
+  char buf[16];
+  std::size_t consumed = 0;
+  for (int i = 0; i < 20 && !p.is_done(); ++i) {
+    p.body.data = buf;
+    p.body.size = sizeof buf;
+    boost::system::error_code ec;
+    consumed += p.put(boost::asio::buffer(rest.data() + consumed, rest.size() - consumed), ec);
+    BOOST_REQUIRE(!ec || ec == http::error::need_more);
+  }
+  BOOST_TEST(p.is_done());
+  BOOST_TEST(consumed == body_bytes);
+}
+
+BOOST_AUTO_TEST_CASE(a_body_before_the_head_is_refused) {
+  ResponseParser p;
+  char buf[8];
+  p.body.data = buf;
+  p.body.size = sizeof buf;
+  boost::system::error_code ec;
+  BOOST_TEST(p.put(boost::asio::buffer("HTTP/1.1", 8), ec) == 0u);
+  BOOST_TEST(ec == E(http::error::partial_message));
+}
+
 BOOST_AUTO_TEST_CASE(a_chunked_body_without_its_trailers) {
   const std::string m =
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
@@ -161,6 +193,12 @@ BOOST_AUTO_TEST_CASE(responses_without_a_body) {
     BOOST_REQUIRE(!head(p, m));
     BOOST_TEST(p.is_done(), m);
     BOOST_TEST(!p.need_eof(), m);
+    char buf[8];
+    p.body.data = buf;
+    p.body.size = sizeof buf;
+    boost::system::error_code ec;
+    BOOST_TEST(p.put(boost::asio::buffer("next", 4), ec) == 0u, m);  // the next response's bytes stay
+    BOOST_TEST(!ec);
   }
   ResponseParser head_request;  // a response to HEAD keeps its framing fields, and has no body
   head_request.skip(true);
@@ -205,6 +243,7 @@ BOOST_AUTO_TEST_CASE(malformed_and_ambiguous_heads_are_refused) {
       {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
        http::error::bad_transfer_encoding},
       {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", http::error::bad_transfer_encoding},
+      {"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n", http::error::bad_transfer_encoding},
       {"HTTP/1.1 200 OK\r\nConnection: keep-alive close\r\n\r\n", http::error::bad_value},
   };
   for (const auto& [m, want] : cases) {
