@@ -405,6 +405,19 @@ class UpstreamErrorTest(unittest.TestCase):
             r = self.exchange(c, "/after")
         self.assertEqual(r.body, b"fine")
 
+    def test_chunk_framing_that_never_ends(self):
+        # A chunk-size line that never ends (200 KB of extension, the connection kept open): the
+        # relay gives up at its framing limit (64 KB) and closes, rather than reading on into an
+        # ever larger buffer until the idle timeout.
+        self.up.next(Raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=" + b"e" * (200 << 10), keep=True))
+        with RawClient(self.sk.proxy_addr) as c:
+            c.send("GET %s/endless HTTP/1.1\r\nHost: x\r\n\r\n" % self.up.url)
+            closed, got = wait_closed(c)
+            self.assertTrue(closed, "sidekey kept reading a chunk-size line without end")
+            self.assertFalse(got.endswith(b"0\r\n\r\n"), got[-200:])
+        with RawClient(self.sk.proxy_addr) as c:
+            self.assertEqual(self.exchange(c, "/after").body, b"fine")
+
     def test_upstream_closes_mid_body(self):
         from upstreams import CloseMidBody
         self.up.next(CloseMidBody(declared=1000, sent=10))
