@@ -63,6 +63,15 @@ void wipe_spare(Headers& h) noexcept {
   if (h.capacity() > h.size()) secrets::wipe(h.data() + h.size(), (h.capacity() - h.size()) * sizeof(Header));
 }
 
+void wipe_fields(Headers& h) noexcept {
+  for (auto& f : h) {
+    secrets::wipe(f.name);
+    secrets::wipe(f.value);
+  }
+  h.clear();
+  wipe_spare(h);
+}
+
 void grow_wiping(Headers& h, std::size_t at_least) {
   Headers bigger;
   bigger.reserve(std::max(2 * h.capacity(), at_least));

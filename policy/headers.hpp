@@ -39,6 +39,11 @@ void strip_hop_by_hop(Headers& h, bool keep_upgrade = false);
 // whole array.
 void wipe_spare(Headers& h) noexcept;
 
+// Overwrites every name and value, then drops the fields and zeroes the whole array (the string
+// objects too: fields moved or removed since leave short values in slots past the end, and
+// in-object bytes of live strings).
+void wipe_fields(Headers& h) noexcept;
+
 // Doubles the array's room (to at least `at_least`), wiping each field it moves out of: a vector
 // that grows on its own frees the old array with the short values still in it.
 void grow_wiping(Headers& h, std::size_t at_least = 16);

@@ -58,14 +58,7 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
   // Overwrites every byte of the head this parser holds (fields, target, reason) and drops the
   // fields: for a response that may echo what was written, once its head is rendered or refused.
   void wipe() noexcept {
-    for (auto& h : fields) {
-      secrets::wipe(h.name);
-      secrets::wipe(h.value);
-    }
-    // Then the whole array, the string objects too: fields moved or removed since (the proxy
-    // drops some) leave short values in slots past the end, and in-object bytes of live strings.
-    fields.clear();
-    policy::wipe_spare(fields);
+    policy::wipe_fields(fields);
     secrets::wipe(target);
     secrets::wipe(reason);
     secrets::wipe(framing.transfer_encoding);

@@ -248,14 +248,7 @@ void ResponseParser::put_eof(error_code& ec) {
 }
 
 void ResponseParser::wipe() noexcept {
-  for (auto& h : fields) {
-    secrets::wipe(h.name);
-    secrets::wipe(h.value);
-  }
-  // Then the whole array, the string objects too: fields moved or removed since (the proxy drops
-  // some) leave short values in slots past the end, and in-object bytes of live strings.
-  fields.clear();
-  policy::wipe_spare(fields);
+  policy::wipe_fields(fields);
   secrets::wipe(reason);
 }
 
