@@ -1,5 +1,6 @@
 #pragma once
 // Byte encodings shared by the store, the API, the policy templates and the scrubber.
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +26,24 @@ std::string ascii_lower(std::string_view s);
 // inline, the bytes are compared out of line.
 bool iequals_same_size(std::string_view a, std::string_view b);
 inline bool iequals(std::string_view a, std::string_view b) { return a.size() == b.size() && iequals_same_size(a, b); }
+
+// HTTP's token characters (tchar, RFC 9110 5.6.2): what a field name, a method and a list token
+// are made of.
+inline constexpr std::array<bool, 256> kTokenChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = t[c + 32] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+inline bool is_tchar(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
+// Optional whitespace (SP, HTAB) around a field value or a list element, removed.
+inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
+inline std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
+  return s;
+}
 
 // Constant-time comparison (length may leak, content does not).
 bool constant_time_equals(std::string_view a, std::string_view b);

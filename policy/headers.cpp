@@ -23,17 +23,11 @@ bool hop_by_hop_name(std::string_view n) {
   }
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // Whether the comma-separated list `value` (a Connection field's) names `name` (any case).
 bool lists(std::string_view value, std::string_view name) {
   while (!value.empty()) {
     auto comma = value.find(',');
-    if (iequals(trim(value.substr(0, comma)), name)) return true;
+    if (iequals(trim_ows(value.substr(0, comma)), name)) return true;
     if (comma == std::string_view::npos) break;
     value.remove_prefix(comma + 1);
   }

@@ -14,12 +14,7 @@ constexpr std::string_view kReservedHeaders[] = {
     "host",  "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
     "te",    "trailer",    "upgrade",    "transfer-encoding", "content-length"};
 
-bool token_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-bool is_token(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), token_char); }
+bool is_token(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar); }
 
 bool valid_rule_name(std::string_view s) {
   if (s.empty() || s.size() > 64) return false;

@@ -198,6 +198,12 @@ inline bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message && ec != http::error::need_buffer;
 }
 
+// How much a read from an upstream asks for: the room its connection's buffer already has, at
+// least 4 KB, at most 64 KB (a pooled connection's buffer keeps the size its responses needed).
+inline std::size_t upstream_read_room(const io::FlatBuffer& b) {
+  return std::clamp<std::size_t>(b.capacity() - b.size(), 4096, 65536);
+}
+
 // How many bytes of chunk framing (a size line with its extensions, trailer fields) may wait in
 // a read buffer for the rest of it.
 inline constexpr std::size_t kPendingFramingLimit = 65536;
@@ -277,8 +283,7 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
         lowest(in).expires_after(idle);
         if constexpr (std::is_same_v<Parser, ResponseParser>) {
           // Read, then parse what came (http::async_read_some's steps, for a parser of our own).
-          const std::size_t room = std::clamp<std::size_t>(in_buf.capacity() - in_buf.size(), 4096, 65536);
-          auto [rec, rn] = co_await in.async_read_some(in_buf.prepare(room), tuple_awaitable);
+          auto [rec, rn] = co_await in.async_read_some(in_buf.prepare(upstream_read_room(in_buf)), tuple_awaitable);
           if (rec == net::error::eof) {
             p.put_eof(ec);
           } else if (rec) {

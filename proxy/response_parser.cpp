@@ -3,7 +3,6 @@
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 
 #include "core/encoding.hpp"
@@ -17,15 +16,6 @@
 namespace sidekey::proxy {
 namespace {
 namespace http = boost::beast::http;
-
-// tchar (RFC 9110 5.6.2): what a field name and a token are made of.
-constexpr std::array<bool, 256> kToken = [] {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = t[c + 32] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}();
 
 // A byte that cannot sit inside a line: a control character other than HTAB, or DEL. (CR, which
 // ends a line, is one.)
@@ -50,13 +40,6 @@ std::size_t line_run(const char* p, const char* end) {
 }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_ows(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
 
 // Which framing field a name is (Beast's do_field() judges these), by length first.
 enum class Framing { none, connection, content_length, transfer_encoding };
@@ -88,7 +71,7 @@ ResponseParser::error_code ResponseParser::judge_framing_field(std::string_view 
       for (std::string_view rest = value;;) {
         const auto comma = rest.find(',');
         const std::string_view item = trim_ows(rest.substr(0, comma));
-        if (!std::all_of(item.begin(), item.end(), [](char c) { return kToken[static_cast<unsigned char>(c)]; }))
+        if (!std::all_of(item.begin(), item.end(), is_tchar))
           return http::error::bad_value;
         if (iequals(item, "close")) close_ = true;
         if (iequals(item, "keep-alive")) keep_alive_ = true;
@@ -155,7 +138,7 @@ ResponseParser::error_code ResponseParser::put_head(std::string_view raw) {
     }
     // field-name ":" OWS field-value OWS CRLF
     const char* name = p;
-    while (p < end && kToken[static_cast<unsigned char>(*p)]) ++p;
+    while (p < end && is_tchar(*p)) ++p;
     if (p >= end || *p != ':' || p == name) return http::error::bad_field;
     const std::string_view field_name(name, static_cast<std::size_t>(p - name));
     ++p;

@@ -90,7 +90,7 @@ io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s
     searched = buf.size();
     std::size_t room;
     if (response) {
-      room = std::clamp<std::size_t>(buf.capacity() - buf.size(), kIdleBufferBytes, 65536);
+      room = upstream_read_room(buf);
     } else {
       // An idle keep-alive connection waits here with this buffer: keep it small (a large upload
       // may have grown it), and let a head that does not fit in the first read grow it.
