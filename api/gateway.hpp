@@ -4,7 +4,6 @@
 // (artifact uploads and downloads are never held whole). The agent is the operator's own
 // service, so the egress guard does not apply to it.
 #include <boost/asio/awaitable.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
 #include <chrono>

@@ -3,7 +3,6 @@
 // idle and request timeouts, graceful drain. Handlers see a whole (bounded) request.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 

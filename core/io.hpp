@@ -13,9 +13,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include "core/tcp_socket.hpp"
+#include "core/tcp_stream.hpp"
 #include "core/wiping_allocator.hpp"
 
 namespace sidekey::io {
@@ -31,7 +31,7 @@ using Acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Execut
 using Resolver = boost::asio::ip::basic_resolver<boost::asio::ip::tcp, Executor>;
 using Timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
                                                 boost::asio::wait_traits<std::chrono::steady_clock>, Executor>;
-using TcpStream = boost::beast::basic_stream<Tcp, Executor>;
+// io::TcpStream (core/tcp_stream.hpp): the socket with basic_stream's timeouts, swept per io_context.
 
 // The read buffer of a client or upstream connection: it may hold a secret (an upstream's echo,
 // a value sent to the secrets API), so a block it leaves behind as it grows, or at its end, is

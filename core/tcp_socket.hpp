@@ -25,8 +25,8 @@
 // Cancellation, close and shutdown go through the reactor as for Asio's operations. The reactor
 // records a descriptor's last reported events without the descriptor's lock: the socket's
 // io_context must be run by one thread (each worker's is). The protocol tag io::Tcp exists only
-// to select this socket inside Beast's basic_stream, which names its socket type as
-// basic_stream_socket<Protocol, Executor>.
+// to select this specialisation: io::Socket is basic_stream_socket<io::Tcp, Executor>, and
+// io::TcpStream (core/tcp_stream.hpp) reads through it.
 
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/detail/bind_handler.hpp>

@@ -450,6 +450,17 @@ struct ScrubSet::Data {
   bool by_pairs = false;
   std::array<std::uint64_t, 64> pairs{};
 
+  // The whole-text search (contains()) moves a window of `window` bytes, every form's shortest
+  // length (at most 64), along the text by the pair of bytes at its end (Wu–Manber with
+  // two-byte blocks): `shift` says how far the window may move without passing the start of a
+  // form, 0 when the pair ends some form's first `window` bytes (a form may start at the
+  // window's first byte, which the trie then tells). Built when every form has at least
+  // kShiftMinLength bytes: a random text then costs a look-up every few bytes, not one a byte.
+  static constexpr std::size_t kShiftMinLength = 4;
+  bool by_shift = false;
+  std::uint32_t window = 0;
+  std::array<std::uint8_t, 4096> shift{};  // by pair_hash
+
   static std::uint32_t pair_hash(unsigned char a, unsigned char b) { return ((std::uint32_t{a} << 4) ^ b) & 4095u; }
   bool starts_pair(const unsigned char* p) const {
     const std::uint32_t h = pair_hash(p[0], p[1]);
@@ -461,6 +472,7 @@ struct ScrubSet::Data {
     secrets::wipe(root_next.data(), sizeof root_next);
     secrets::wipe(pairs.data(), sizeof pairs);
     secrets::wipe(firsts.data(), sizeof firsts);
+    secrets::wipe(shift.data(), sizeof shift);
   }
 
   // The first byte in [b, e) where a form may start (e if none).
@@ -490,6 +502,7 @@ struct ScrubSet::Data {
 
   // Whether `text` holds a form (any match: a search, not a scrub).
   bool contains(std::string_view text) const {
+    if (by_shift) return shifted_search(text, [](unsigned char c) { return c; });
     auto b = reinterpret_cast<const unsigned char*>(text.data());
     const auto e = b + text.size();
     std::uint32_t s = 0;
@@ -507,13 +520,40 @@ struct ScrubSet::Data {
   }
   // The same with `text` read in ASCII lower case (the automaton of lower-cased forms).
   bool contains_folded(std::string_view text) const {
+    constexpr auto fold = [](unsigned char c) { return static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); };
+    if (by_shift) return shifted_search(text, fold);
     std::uint32_t s = 0;
     for (char ch : text) {
-      const auto c = static_cast<unsigned char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+      const auto c = fold(static_cast<unsigned char>(ch));
       s = s == 0 ? root_next[c] : next(s, c);
       if (s != 0 && nodes[s].out >= 0) return true;
     }
     return false;
+  }
+  // contains() by the window (see `shift`), each byte read through `read`.
+  template <class Read>
+  bool shifted_search(std::string_view text, Read read) const {
+    const auto* b = reinterpret_cast<const unsigned char*>(text.data());
+    // (`at`, the window's last byte, as an index: moved by a shift it may pass the end.)
+    for (std::size_t at = window - 1; at < text.size();) {
+      if (const std::uint32_t by = shift[pair_hash(read(b[at - 1]), read(b[at]))]; by != 0) {
+        at += by;
+        continue;
+      }
+      // A form may start at the window's first byte: the trie says whether one (or one of its
+      // suffixes, whose outputs the trie inherits along failure links) occurs from there.
+      std::uint32_t s = root_next[read(b[at + 1 - window])];
+      for (std::size_t p = at + 1 - window; s != 0;) {
+        if (nodes[s].out >= 0) return true;
+        if (++p == text.size()) break;
+        const unsigned char c = read(b[p]);
+        std::uint32_t x = nodes[s].first_child;
+        while (x != 0 && nodes[x].byte != c) x = nodes[x].next_sibling;
+        s = x;
+      }
+      ++at;
+    }
+    return false;  // (also when the text is shorter than every form)
   }
 
   std::uint32_t next(std::uint32_t s, unsigned char c) const {
@@ -630,6 +670,21 @@ void ScrubSet::Data::build(const std::vector<ScrubForm>& all) {
     }
   if (first_count != 1) single_first = -1;
   for (unsigned i = std::min(first_count, kVectorFirsts); i < kVectorFirsts; ++i) firsts[i] = firsts[0];
+
+  std::size_t shortest = all.empty() ? 0 : all.front().bytes.size();
+  for (const auto& f : all) shortest = std::min(shortest, f.bytes.size());
+  by_shift = shortest >= kShiftMinLength;
+  if (by_shift) {
+    window = static_cast<std::uint32_t>(std::min<std::size_t>(shortest, 64));
+    shift.fill(static_cast<std::uint8_t>(window - 1));
+    for (const auto& f : all) {
+      auto b = reinterpret_cast<const unsigned char*>(f.bytes.reveal().data());
+      for (std::uint32_t q = 1; q < window; ++q) {
+        auto& by = shift[pair_hash(b[q - 1], b[q])];
+        by = std::min(by, static_cast<std::uint8_t>(window - 1 - q));
+      }
+    }
+  }
 
   by_pairs = !all.empty() && std::all_of(all.begin(), all.end(), [](const ScrubForm& f) { return f.bytes.size() >= 2; });
   for (const auto& f : all)
@@ -891,14 +946,13 @@ std::size_t Scrubber::scrub_into(std::string_view in, std::string& out) {
   return n;
 }
 
-bool Scrubber::finds_any(const std::vector<Header>& fields, std::string_view extra) const {
+bool Scrubber::finds_any(std::string_view head, const std::vector<Header>& fields) const {
   if (!impl_ || !impl_->data) return false;
-  // Each value (and `extra`) as it is, each name in any letter case: nothing is copied.
-  const ScrubSet::Data& values = *impl_->data;
+  // The head in one search (values, reason and names as sent: one vectorised skip over the
+  // whole text, not one per field), then each name in any letter case. Nothing is copied.
+  if (impl_->data->contains(head)) return true;
   const ScrubSet::Data& names = *impl_->set->names_;
-  for (const auto& f : fields)
-    if (values.contains(f.value) || names.contains_folded(f.name)) return true;
-  return values.contains(extra);
+  return std::any_of(fields.begin(), fields.end(), [&](const Header& f) { return names.contains_folded(f.name); });
 }
 
 bool Scrubber::drops_name(std::string_view name) {

@@ -151,10 +151,12 @@ class Scrubber {
   // The same into `out` (cleared first, its storage reused); returns the occurrences replaced,
   // 0 when `in` holds none (then `out` is a copy of it).
   std::size_t scrub_into(std::string_view in, std::string& out);
-  // Whether any of these fields' values or `extra` holds a form of what is scrubbed, or a name
-  // does in any letter case (each field is searched on its own). Counts nothing into
-  // replaced().
-  bool finds_any(const std::vector<Header>& fields, std::string_view extra) const;
+  // Whether `head`, a message head as it came (start line and fields, one text: a value, the
+  // reason phrase or a name as sent), holds a form of what is scrubbed, or a name of `fields`
+  // (that head's, parsed) does in any letter case. Counts nothing into replaced(). A match
+  // across two lines, which no per-field scrub replaces, also answers true: the answer decides
+  // only whether the fields are scrubbed one by one.
+  bool finds_any(std::string_view head, const std::vector<Header>& fields) const;
   // Whether a field name holds a form of what is scrubbed, in any letter case (names are
   // case-insensitive, and may be re-cased on their way): the field is then dropped, counted as
   // one occurrence into replaced().

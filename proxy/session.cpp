@@ -548,7 +548,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     return r;
   };
   fresh_parser();
-  bool interim = false;  // an interim (1xx) answer came
+  bool interim = false;    // an interim (1xx) answer came
+  bool head_echo = false;  // the final head holds a form of what was written (scrubbing rules)
   for (;;) {
     auto& rp = *rp_slot;
     conn->tcp().expires_after(ctx_.request_timeout);
@@ -556,8 +557,15 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
         [&](auto& up) { return read_raw_head(up, conn->buffer, ctx_.max_header_bytes, /*response=*/true); }, conn->stream);
     if (!ec && head_end > ctx_.max_header_bytes) ec = http::error::header_limit;
     if (!ec) {
-      ec = rp.put_head(std::string_view(static_cast<const char*>(conn->buffer.data().data()), head_end));
-      if (!ec) conn->buffer.consume(head_end);
+      const std::string_view raw(static_cast<const char*>(conn->buffer.data().data()), head_end);
+      ec = rp.put_head(raw);
+      if (!ec) {
+        // Searched in the bytes as they came, every field (those dropped below too) before
+        // anything is copied or rewritten: most heads hold nothing to scrub, and then neither
+        // the fields nor these bytes need wiping.
+        head_echo = !scrubber.empty() && scrubber.finds_any(raw, rp.fields);
+        conn->buffer.consume(head_end);
+      }
     }
     // The reused connection was closed before a byte of the answer, or its first answer is a
     // 408: the upstream closing the idle connection with a courtesy answer that crossed our
@@ -629,10 +637,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     ++forwarded;
   }
   bool scrubbing = !scrubber.empty();
-  // Every field is searched, those about to be dropped too, before anything is copied or
-  // rewritten: most heads hold nothing to scrub, and then neither the fields nor the head's
-  // bytes in the connection's buffer need wiping.
-  const bool head_echo = scrubbing && scrubber.finds_any(res_headers, reason);
   for (std::size_t i = forwarded; head_echo && i < res_headers.size(); ++i) secrets::wipe(res_headers[i].value);
   res_headers.resize(forwarded);
   policy::strip_hop_by_hop(res_headers, switching);
@@ -877,7 +881,7 @@ io::Awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::D
 io::Awaitable<void> serve_intercepted(std::optional<io::TcpStream>& tcp, io::FlatBuffer& buf, ProxyContext& ctx,
                                        const std::string& client_addr, Interception& icpt) {
   TlsStream tls(std::move(*tcp), icpt.tls->native_handle());
-  tcp.reset();  // a moved-from tcp_stream keeps its own state block until destroyed
+  tcp.reset();  // (moved from: an empty handle)
   lowest(tls).expires_after(ctx.connect_timeout);
   auto ec = co_await tls.handshake(TlsStream::Role::server, buf.data());
   buf.consume(buf.size());

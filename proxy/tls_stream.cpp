@@ -212,7 +212,7 @@ TlsStream& TlsStream::operator=(TlsStream&& other) noexcept {
 TlsStream::~TlsStream() { close_socket(); }
 
 // Pending operations share the state (and with it the socket): closing ends them now, rather
-// than when the tcp_stream's timeout fires.
+// than when the io::TcpStream's timeout fires.
 void TlsStream::close_socket() noexcept {
   if (!s_) return;
   beast::error_code ignored;

@@ -6,7 +6,7 @@
 // intercepted connection cost. Here OpenSSL reads and writes through a BIO over two buffers that
 // exist only while they hold bytes: idle, a connection keeps its SSL object and nothing else
 // (SSL_MODE_RELEASE_BUFFERS frees OpenSSL's own record buffers). Ciphertext is read and written
-// through the tcp_stream, so its timeouts (expires_after on the lowest layer) apply as before.
+// through the io::TcpStream, so its timeouts (expires_after on the lowest layer) apply as before.
 //
 // At most one read and one write may be outstanding at once (the tunnel pumps run both); the
 // handshake and shutdown run alone. Errors are those asio::ssl::stream reports: OpenSSL's in
@@ -19,7 +19,6 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <openssl/ssl.h>
 
 #include <array>

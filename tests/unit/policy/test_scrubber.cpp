@@ -173,29 +173,45 @@ BOOST_AUTO_TEST_CASE(raw_plaintext_and_composed_value) {
   BOOST_TEST(s.replaced() == 3u);
 }
 
-BOOST_AUTO_TEST_CASE(finds_any_searches_fields_and_extra_without_counting) {
+namespace {
+// A response head as it came, for finds_any: status line, fields, blank line.
+std::string head_of(std::string_view reason, const Headers& fields) {
+  std::string h = "HTTP/1.1 200 " + std::string(reason) + "\r\n";
+  for (const auto& f : fields) h += f.name + ": " + f.value + "\r\n";
+  return h + "\r\n";
+}
+bool finds(const Scrubber& s, const Headers& fields, std::string_view reason = "OK") {
+  return s.finds_any(head_of(reason, fields), fields);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(finds_any_searches_the_head_and_its_names_without_counting) {
   Scrubber s(Patterns{{"sk-live-123", "{{secrets.a}}"}});
   Headers clean = {{"Server", "x"}, {"Date", "today"}};
-  BOOST_TEST(!s.finds_any(clean, "OK"));
-  BOOST_TEST(s.finds_any(clean, "OK sk-live-123"));                     // the reason phrase
-  BOOST_TEST(s.finds_any({{"X-Echo", "key=sk-live-123"}}, ""));           // a value
-  BOOST_TEST(s.finds_any({{"X-sk-live-123", "1"}}, ""));                  // a name
-  BOOST_TEST(s.finds_any({{"A", "sk-live"}, {"-123", ""}}, "") == false);  // the separator breaks it
+  BOOST_TEST(!finds(s, clean));
+  BOOST_TEST(finds(s, clean, "OK sk-live-123"));                   // the reason phrase
+  BOOST_TEST(finds(s, {{"X-Echo", "key=sk-live-123"}}));            // a value
+  BOOST_TEST(finds(s, {{"X-sk-live-123", "1"}}));                   // a name
+  BOOST_TEST(!finds(s, {{"A", "sk-live"}, {"-123", ""}}));          // the line break breaks it
   BOOST_TEST(s.replaced() == 0u);
-  BOOST_TEST(!Scrubber().finds_any({{"A", "sk-live-123"}}, ""));
-  // Each field on its own: a plaintext split across two fields is no match (the per-field
-  // scrub could not replace it either); whole in one field, it is.
+  BOOST_TEST(!finds(Scrubber(), {{"A", "sk-live-123"}}));
+  // A plaintext split across two fields is no match (no per-field scrub could replace it);
+  // whole in one field, it is.
   Scrubber nl(Patterns{{"ab\ncd", "{{secrets.n}}"}});
-  BOOST_TEST(!nl.finds_any({{"A", "ab"}, {"B", "cd"}}, ""));
-  BOOST_TEST(nl.finds_any({{"A", "xab\ncdx"}}, ""));
-  // Every field is searched, the last one and `extra` too.
-  BOOST_TEST(s.finds_any({{"A", "1"}, {"B", "2"}, {"C", "sk-live-123"}}, ""));
-  BOOST_TEST(s.finds_any({{"A", "1"}, {"B", "2"}, {"C-sk-LIVE-123", ""}}, ""));
-  // Names in any letter case; values as they are.
-  BOOST_TEST(s.finds_any({{"X-SK-LIVE-123", "1"}}, ""));
-  BOOST_TEST(!s.finds_any({{"X", "SK-LIVE-123"}}, ""));
+  BOOST_TEST(!finds(nl, {{"A", "ab"}, {"B", "cd"}}));
+  BOOST_TEST(finds(nl, {{"A", "xab\ncdx"}}));
+  // Every field is searched, the last one too, its name in any letter case.
+  BOOST_TEST(finds(s, {{"A", "1"}, {"B", "2"}, {"C", "sk-live-123"}}));
+  BOOST_TEST(finds(s, {{"A", "1"}, {"B", "2"}, {"C-sk-LIVE-123", ""}}));
+  // Names in any letter case; values and the reason as they are.
+  BOOST_TEST(finds(s, {{"X-SK-LIVE-123", "1"}}));
+  BOOST_TEST(!finds(s, {{"X", "SK-LIVE-123"}}));
+  BOOST_TEST(!finds(s, clean, "SK-LIVE-123"));
   Scrubber mixed(Patterns{{"Sk-Live-XYZ", "{{secrets.m}}"}});
-  BOOST_TEST(mixed.finds_any({{"x-sk-live-xyz", "1"}}, ""));
+  BOOST_TEST(finds(mixed, {{"x-sk-live-xyz", "1"}}));
+  // The names folded are those given: the head's own bytes are searched as they are.
+  BOOST_TEST(!mixed.finds_any("HTTP/1.1 200 OK\r\nx-sk-live-xyz: 1\r\n\r\n", {}));
+  BOOST_TEST(mixed.finds_any("HTTP/1.1 200 OK\r\nSk-Live-XYZ: 1\r\n\r\n", {}));
 }
 
 BOOST_AUTO_TEST_CASE(field_names_are_dropped_in_any_letter_case) {
