@@ -1,5 +1,6 @@
 #include "policy/destination.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include "core/encoding.hpp"
@@ -111,15 +112,27 @@ std::optional<HostPort> split_host_port(std::string_view a) {
 
 bool Destination::host_is_ip() const { return IpAddress::parse(host).has_value(); }
 
-std::string Destination::authority() const {
-  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  return h + ":" + std::to_string(port);
+namespace {
+// host (IPv6 in brackets), then ":port" when `with_port`: built in one buffer (once per request).
+std::string host_and_port(const std::string& host, std::uint16_t port, bool with_port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  char digits[8];
+  const char* digits_end = std::to_chars(digits, digits + sizeof digits, port).ptr;
+  const auto port_size = with_port ? 1 + static_cast<std::size_t>(digits_end - digits) : 0;
+  std::string h(host.size() + (v6 ? 2 : 0) + port_size, ':');
+  char* p = h.data();
+  if (v6) *p++ = '[';
+  p = std::copy(host.begin(), host.end(), p);
+  if (v6) *p++ = ']';
+  if (with_port) std::copy(static_cast<const char*>(digits), digits_end, p + 1);  // after the filler ":"
+  return h;
 }
+}  // namespace
+
+std::string Destination::authority() const { return host_and_port(host, port, true); }
 
 std::string Destination::host_header() const {
-  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  if (port != default_port(tls ? "https" : "http")) h += ":" + std::to_string(port);
-  return h;
+  return host_and_port(host, port, port != default_port(tls ? "https" : "http"));
 }
 
 Destination Destination::upgraded_to_tls() const {

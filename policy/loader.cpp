@@ -273,7 +273,8 @@ class Loader {
         for (unsigned char c : t.source())
           if ((c < 0x20 && c != '\t') || c == 0x7f) y_.fail(kv.second, what + " holds a control character");
         check_binding_covers(kv.second, t, r);
-        r.inject_headers.push_back({std::move(name), std::move(t)});
+        std::string audit = "header:" + name;
+        r.inject_headers.push_back({std::move(name), std::move(t), std::move(audit)});
       }
     }
     if (const YAML::Node query = node["query"]; query) {
@@ -284,7 +285,8 @@ class Loader {
         std::string what = "inject.query." + key;
         Template t = template_at(kv.second, what);
         check_binding_covers(kv.second, t, r);
-        r.inject_query.push_back({std::move(key), std::move(t)});
+        std::string audit = "query:" + key;
+        r.inject_query.push_back({std::move(key), std::move(t), std::move(audit)});
       }
     }
   }

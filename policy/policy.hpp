@@ -46,6 +46,7 @@ struct Match {
 struct InjectItem {
   std::string name;  // header name as written, or query key
   Template value;
+  std::string audit;  // "header:NAME" or "query:NAME", the audit line's `injected` entry
 };
 
 struct Rule {

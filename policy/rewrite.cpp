@@ -1,6 +1,7 @@
 #include "policy/rewrite.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/encoding.hpp"
 #include "secrets/secret_name.hpp"
@@ -40,7 +41,8 @@ std::vector<QueryParam> split_query(std::string_view q) {
 }
 
 bool header_safe(std::string_view v) {
-  return std::none_of(v.begin(), v.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+  return v.empty() || (!std::memchr(v.data(), '\r', v.size()) && !std::memchr(v.data(), '\n', v.size()) &&
+                       !std::memchr(v.data(), '\0', v.size()));
 }
 
 std::string scheme_authority(const Destination& d) { return (d.tls ? "https://" : "http://") + d.authority(); }
@@ -319,7 +321,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, Re
     }
     if (!item.value.secret_names().empty()) {
       note_written(item.value.secret_names()[0], item.value.source(), value);
-      add_unique(plan.injected, "header:" + item.name);
+      add_unique(plan.injected, item.audit);
     }
     plan.headers.push_back({item.name, std::move(value)});
   }
@@ -358,7 +360,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, Re
     secrets::wipe(rendered);
     if (!item.value.secret_names().empty()) {
       note_written(item.value.secret_names()[0], item.value.source(), encoded);
-      add_unique(plan.injected, "query:" + item.name);
+      add_unique(plan.injected, item.audit);
     }
     append_param(encoded_key, true, encoded);
     secrets::wipe(encoded);

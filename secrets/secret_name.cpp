@@ -27,7 +27,12 @@ std::string value_problem(std::string_view v) {
   return {};
 }
 
-std::string reference_for(std::string_view name) { return "{{secrets." + std::string(name) + "}}"; }
+std::string reference_for(std::string_view name) {
+  std::string r;
+  r.reserve(name.size() + 12);
+  r.append("{{secrets.").append(name).append("}}");
+  return r;
+}
 
 std::string task_secret_ref_name(std::string_view task_id, std::string_view name) {
   return "tasks/" + std::string(task_id) + "/" + std::string(name);
