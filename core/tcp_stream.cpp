@@ -48,22 +48,22 @@ void Sweeper::unwatch(State& s) noexcept {
   else head_ = s.next;
   if (s.next) s.next->prev = s.prev;
   s.prev = s.next = nullptr;
-  // Nothing left to watch: the timer goes too, or its wait would keep the io_context's run()
-  // from returning (a worker's never does; a test's or a command's would wait for the wake).
-  // While operations with deadlines come and go the list seldom empties, and the timer stays:
-  // it may wake once for a deadline no longer listed.
-  if (!head_ && wake_ != Clock::time_point::max()) {
-    wake_ = Clock::time_point::max();
-    timer_.cancel();
-  }
+  // The timer stays armed: it may wake once for a deadline no longer listed, and then, the
+  // list empty, stays off.
 }
 
 void Sweeper::arm(Clock::time_point at) {
-  wake_ = at;
   timer_.expires_at(at);  // (cancels the wait for a later wake: it completes as aborted)
-  timer_.async_wait([this](const boost::system::error_code& ec) {
+  const auto ex = timer_.get_executor();
+  timer_.async_wait([this, ex](const boost::system::error_code& ec) {
+    ex.on_work_started();  // the scheduler counts this handler's work as done when it returns
     if (!ec) sweep();
   });
+  // Not the io_context's work (see the header). Called with an operation of a listed stream
+  // started (watch() runs after the socket took it) or from the sweep's own handler, so the
+  // count never reaches zero here.
+  ex.on_work_finished();
+  wake_ = at;  // (after the wait is queued: a failed start leaves the earlier wake in place)
 }
 
 void Sweeper::sweep() {
@@ -92,11 +92,13 @@ void Sweeper::sweep() {
 
 void begin(State& s, Direction d) {
   ++s.pending[d];
-  if (s.expiry == Clock::time_point::max()) return;
   // Two operations of one direction in flight (not done by this program's callers) share the
   // earlier deadline.
   s.deadline[d] = std::min(s.pending[d] == 1 ? Clock::time_point::max() : s.deadline[d], s.expiry);
-  s.sweeper->watch(s, s.deadline[d]);
+}
+
+void watch(State& s, Direction d) {
+  if (s.deadline[d] != Clock::time_point::max() && s.pending[d] != 0) s.sweeper->watch(s, s.deadline[d]);
 }
 
 void end(State& s, Direction d, boost::system::error_code& ec) noexcept {
@@ -119,21 +121,13 @@ void release(State* s) noexcept {
 TcpStream::TcpStream(socket_type&& s) : s_(new timed::State(std::move(s))) {}
 TcpStream::TcpStream(const executor_type& ex) : TcpStream(socket_type(ex)) {}
 
-TcpStream& TcpStream::operator=(TcpStream&& o) noexcept {
-  if (this != &o) {
-    this->~TcpStream();
-    s_ = std::exchange(o.s_, nullptr);
-  }
-  return *this;
-}
-
-TcpStream::~TcpStream() {
+void TcpStream::reset() noexcept {
   if (!s_) return;
   close();  // pending operations complete (aborted) and then let the state go
-  timed::release(s_);
+  timed::release(std::exchange(s_, nullptr));
 }
 
-void TcpStream::close() {
+void TcpStream::close() noexcept {
   boost::system::error_code ignored;
   s_->socket.close(ignored);
 }

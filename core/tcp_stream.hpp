@@ -17,8 +17,15 @@
 // past it is not touched); a timeout closes the socket; destroying the stream closes the socket
 // and cancels what is pending, and the state lives on until those operations have completed.
 //
+// The sweep timer's wait is not counted as the io_context's work (a worker never runs out of
+// work; a test's or a command's run() returns once its operations are done, not at the next
+// wake): it stays armed while operations come and go, and moves only for an earlier deadline or
+// after a sweep, so a stream's operations cost no timer operation of their own.
+//
 // One thread per io_context (as io::Socket already requires): the state's counts and the
-// sweeper's list are not locked.
+// sweeper's list are not locked. As with any Asio I/O object, an operation is started while the
+// stream exists (the state it runs with is then kept until it completes); a moved-from stream is
+// an empty handle that may only be destroyed or assigned to.
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/execution_context.hpp>
@@ -81,8 +88,10 @@ class Sweeper final : public boost::asio::execution_context::service {
   bool down_ = false;
 };
 
-// An operation starts: counted, and its deadline (the stream's expiry) listed.
+// An operation starts: counted, with the stream's expiry as its deadline; listed (watched())
+// once the socket has taken it, so that the operation's own work is counted by then.
 void begin(State& s, Direction d);
+void watch(State& s, Direction d);
 // It completes: uncounted; a timeout the sweep caused is reported as beast::error::timeout.
 void end(State& s, Direction d, boost::system::error_code& ec) noexcept;
 void release(State* s) noexcept;
@@ -139,10 +148,16 @@ class TcpStream {
   explicit TcpStream(const executor_type& ex);
   explicit TcpStream(boost::asio::io_context& ctx) : TcpStream(ctx.get_executor()) {}
   TcpStream(TcpStream&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
-  TcpStream& operator=(TcpStream&& o) noexcept;
+  TcpStream& operator=(TcpStream&& o) noexcept {
+    if (this != &o) {
+      reset();
+      s_ = std::exchange(o.s_, nullptr);
+    }
+    return *this;
+  }
   TcpStream(const TcpStream&) = delete;
   TcpStream& operator=(const TcpStream&) = delete;
-  ~TcpStream();
+  ~TcpStream() { reset(); }
 
   executor_type get_executor() noexcept { return s_->socket.get_executor(); }
   socket_type& socket() noexcept { return s_->socket; }
@@ -155,13 +170,14 @@ class TcpStream {
   void expires_at(timed::Clock::time_point at) { s_->expiry = at; }
   void expires_never() { s_->expiry = timed::Clock::time_point::max(); }
   // Closes the socket: pending operations complete with operation_aborted.
-  void close();
+  void close() noexcept;
 
   template <class MutableBufferSequence, class Token>
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [](auto handler, timed::State* s, const MutableBufferSequence& b) {
           s->socket.async_read_some(b, timed::Completion<decltype(handler)>(std::move(handler), *s, timed::kRead));
+          timed::watch(*s, timed::kRead);
         },
         token, s_, buffers);
   }
@@ -171,6 +187,7 @@ class TcpStream {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [](auto handler, timed::State* s, const ConstBufferSequence& b) {
           s->socket.async_write_some(b, timed::Completion<decltype(handler)>(std::move(handler), *s, timed::kWrite));
+          timed::watch(*s, timed::kWrite);
         },
         token, s_, buffers);
   }
@@ -181,11 +198,14 @@ class TcpStream {
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
         [](auto handler, timed::State* s, const endpoint_type& e) {
           s->socket.async_connect(e, timed::Completion<decltype(handler)>(std::move(handler), *s, timed::kWrite));
+          timed::watch(*s, timed::kWrite);
         },
         token, s_, ep);
   }
 
  private:
+  void reset() noexcept;  // closes the socket (pending operations end) and lets the state go
+
   timed::State* s_;
 };
 

@@ -477,6 +477,19 @@ struct ScrubSet::Data {
 
   // The first byte in [b, e) where a form may start (e if none).
   const unsigned char* skip(const unsigned char* b, const unsigned char* e) const {
+    if (by_shift && static_cast<std::size_t>(e - b) >= window) {
+      // Window by window (see `shift`): the first window wholly inside [b, e) that may begin
+      // with a form; if none does, a form can only start in a window that runs past e, and the
+      // byte tests below look at the first of those starts on.
+      const std::size_t n = static_cast<std::size_t>(e - b);
+      std::size_t at = window - 1;
+      while (at < n) {
+        const std::uint32_t by = shift[pair_hash(b[at - 1], b[at])];
+        if (by == 0) return b + (at + 1 - window);
+        at += by;
+      }
+      b += at + 1 - window;
+    }
     auto candidate = [&](const unsigned char* c) { return !by_pairs || e - c < 2 || starts_pair(c); };
 #if defined(__SSE2__)
     if (first_count <= kVectorFirsts && e - b >= 16) {
@@ -530,7 +543,10 @@ struct ScrubSet::Data {
     }
     return false;
   }
-  // contains() by the window (see `shift`), each byte read through `read`.
+  // contains() by the window (see `shift`), each byte read through `read`. Each window that may
+  // begin with a form costs a walk of the trie from its first byte: text that keeps matching the
+  // start of a periodic form costs up to its length times the form's (a response head, bounded
+  // by limits.max_header_bytes; a body goes through process(), linear).
   template <class Read>
   bool shifted_search(std::string_view text, Read read) const {
     const auto* b = reinterpret_cast<const unsigned char*>(text.data());

@@ -40,7 +40,8 @@ void wipe(void* p, std::size_t n) noexcept;
 // A string of any allocator (std::string, a request body's): its whole capacity, as earlier,
 // longer contents may sit past size(); then empties it.
 // (Written through data() up to capacity(): the buffer is the string's own, capacity() + 1 bytes
-// with the terminator; resize(capacity()) would first fill the same bytes with zeroes once more.)
+// with the terminator, in libstdc++, the library the build uses; resize(capacity()) would first
+// fill the same bytes with zeroes once more.)
 template <class Allocator>
 void wipe(std::basic_string<char, std::char_traits<char>, Allocator>& s) noexcept {
   wipe(s.data(), s.capacity());
