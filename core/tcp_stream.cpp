@@ -29,7 +29,7 @@ void Sweeper::shutdown() {
   timer_.cancel();
 }
 
-void Sweeper::watch(State& s, Clock::time_point at) {
+void Sweeper::watch(State& s, Clock::time_point at) noexcept {
   if (down_) return;
   if (!s.listed) {
     s.listed = true;
@@ -52,18 +52,25 @@ void Sweeper::unwatch(State& s) noexcept {
   // list empty, stays off.
 }
 
-void Sweeper::arm(Clock::time_point at) {
-  timer_.expires_at(at);  // (cancels the wait for a later wake: it completes as aborted)
+void Sweeper::arm(Clock::time_point at) noexcept {
+  // Not armed until the wait is queued: if queueing fails (out of memory), the next watch()
+  // arms again, rather than trusting a wake that expires_at() has just cancelled.
+  wake_ = Clock::time_point::max();
   const auto ex = timer_.get_executor();
-  timer_.async_wait([this, ex](const boost::system::error_code& ec) {
-    ex.on_work_started();  // the scheduler counts this handler's work as done when it returns
-    if (!ec) sweep();
-  });
+  try {
+    timer_.expires_at(at);  // (cancels the wait for a later wake: it completes as aborted)
+    timer_.async_wait([this, ex](const boost::system::error_code& ec) {
+      ex.on_work_started();  // the scheduler counts this handler's work as done when it returns
+      if (!ec) sweep();
+    });
+  } catch (...) {
+    return;
+  }
   // Not the io_context's work (see the header). Called with an operation of a listed stream
   // started (watch() runs after the socket took it) or from the sweep's own handler, so the
   // count never reaches zero here.
   ex.on_work_finished();
-  wake_ = at;  // (after the wait is queued: a failed start leaves the earlier wake in place)
+  wake_ = at;
 }
 
 void Sweeper::sweep() {
@@ -97,7 +104,7 @@ void begin(State& s, Direction d) {
   s.deadline[d] = std::min(s.pending[d] == 1 ? Clock::time_point::max() : s.deadline[d], s.expiry);
 }
 
-void watch(State& s, Direction d) {
+void watch(State& s, Direction d) noexcept {
   if (s.deadline[d] != Clock::time_point::max() && s.pending[d] != 0) s.sweeper->watch(s, s.deadline[d]);
 }
 

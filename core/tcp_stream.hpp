@@ -74,12 +74,13 @@ class Sweeper final : public boost::asio::execution_context::service {
   ~Sweeper() override;
 
   // Lists `s` (pending operations with a deadline) and makes sure the timer wakes by `at`.
-  void watch(State& s, Clock::time_point at);
+  // Never throws: it runs after the socket has taken the operation, which will complete.
+  void watch(State& s, Clock::time_point at) noexcept;
   void unwatch(State& s) noexcept;
 
  private:
   void shutdown() override;
-  void arm(Clock::time_point at);
+  void arm(Clock::time_point at) noexcept;
   void sweep();
 
   boost::asio::basic_waitable_timer<Clock, boost::asio::wait_traits<Clock>, boost::asio::io_context::executor_type> timer_;
@@ -91,7 +92,7 @@ class Sweeper final : public boost::asio::execution_context::service {
 // An operation starts: counted, with the stream's expiry as its deadline; listed (watched())
 // once the socket has taken it, so that the operation's own work is counted by then.
 void begin(State& s, Direction d);
-void watch(State& s, Direction d);
+void watch(State& s, Direction d) noexcept;
 // It completes: uncounted; a timeout the sweep caused is reported as beast::error::timeout.
 void end(State& s, Direction d, boost::system::error_code& ec) noexcept;
 void release(State* s) noexcept;

@@ -140,6 +140,39 @@ BOOST_AUTO_TEST_CASE(an_earlier_deadline_wakes_the_sweep_sooner_and_later_ones_w
   BOOST_TEST(std::string_view(never.buf, n->n) == "never");
 }
 
+BOOST_AUTO_TEST_CASE(an_operation_started_from_a_handler_times_out_and_run_returns) {
+  // Started inside a completion handler the operation's work is counted privately by the
+  // running thread until the handler returns: the sweep's timer, which is not counted as work,
+  // must not stop the context in between.
+  net::io_context io{1};
+  Pair p(io);
+  std::optional<Result> first, second;
+  p.stream.expires_after(1h);
+  p.stream.async_read_some(net::buffer(p.buf), [&](error_code ec, std::size_t n) {
+    first = Result{ec, n};
+    p.stream.expires_after(20ms);
+    p.read(second);
+  });
+  p.send("x");
+  io.run();  // returns once both are done
+  BOOST_REQUIRE(first && second);
+  BOOST_TEST(!first->ec);
+  BOOST_TEST((second->ec == boost::beast::error::timeout), second->ec.message());
+}
+
+BOOST_AUTO_TEST_CASE(an_empty_read_completes_at_once_under_a_deadline) {
+  net::io_context io{1};
+  Pair p(io);
+  std::optional<Result> r;
+  p.stream.expires_after(1h);
+  p.stream.async_read_some(net::buffer(p.buf, 0), [&r](error_code ec, std::size_t n) { r = Result{ec, n}; });
+  io.run();  // nothing to wait for: returns, the hour's timer notwithstanding
+  BOOST_REQUIRE(r.has_value());
+  BOOST_TEST(!r->ec, r->ec.message());
+  BOOST_TEST(r->n == 0u);
+  BOOST_TEST(p.stream.socket().is_open());
+}
+
 BOOST_AUTO_TEST_CASE(a_write_the_peer_never_reads_times_out) {
   net::io_context io{1};
   Pair p(io);
