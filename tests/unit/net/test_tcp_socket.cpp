@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/io.hpp"
+#include "tests/unit/net/loopback.hpp"
 
 namespace {
 std::array<std::atomic<int>, 4096> recv_calls{};
@@ -63,10 +64,7 @@ using namespace sidekey;
 using namespace std::chrono_literals;
 using boost::system::error_code;
 
-struct Result {
-  error_code ec;
-  std::size_t n = 0;
-};
+using Result = sidekey::test::IoResult;
 
 // A connected pair: `server` is the socket under test, `peer` a plain blocking descriptor.
 struct Pair {
@@ -76,15 +74,7 @@ struct Pair {
   char buf[4096];
 
   Pair() {
-    net::basic_socket_acceptor<net::ip::tcp, io::Executor> acceptor(io.get_executor(),
-                                                                    {net::ip::address_v4::loopback(), 0});
-    peer = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(acceptor.local_endpoint().port());
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE_EQUAL(::connect(peer, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    acceptor.accept(server);
+    peer = sidekey::test::connect_loopback(server);
     recvs();
     ctls();  // the registration
   }

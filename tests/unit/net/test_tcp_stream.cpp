@@ -5,7 +5,6 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/test/unit_test.hpp>
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "core/io.hpp"
+#include "tests/unit/net/loopback.hpp"
 
 namespace {
 namespace net = boost::asio;
@@ -22,24 +22,11 @@ using namespace sidekey;
 using namespace std::chrono_literals;
 using boost::system::error_code;
 
-struct Result {
-  error_code ec;
-  std::size_t n = 0;
-};
+using Result = sidekey::test::IoResult;
 
 // A connected loopback pair: `stream` under test, `peer` a plain blocking descriptor.
 struct Pair {
-  explicit Pair(net::io_context& io) : stream(io.get_executor()) {
-    net::basic_socket_acceptor<net::ip::tcp, io::Executor> acceptor(io.get_executor(),
-                                                                    {net::ip::address_v4::loopback(), 0});
-    peer = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(acceptor.local_endpoint().port());
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE_EQUAL(::connect(peer, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    acceptor.accept(stream.socket());
-  }
+  explicit Pair(net::io_context& io) : stream(io.get_executor()), peer(sidekey::test::connect_loopback(stream.socket())) {}
   ~Pair() {
     if (peer >= 0) ::close(peer);
   }
