@@ -450,18 +450,31 @@ struct ScrubSet::Data {
   bool by_pairs = false;
   std::array<std::uint64_t, 64> pairs{};
 
-  // The whole-text search (contains()) moves a window of `window` bytes, every form's shortest
-  // length (at most 64), along the text by the pair of bytes at its end (Wu–Manber with
-  // two-byte blocks): `shift` says how far the window may move without passing the start of a
-  // form, 0 when the pair ends some form's first `window` bytes (a form may start at the
-  // window's first byte, which the trie then tells). Built when every form has at least
-  // kShiftMinLength bytes: a random text then costs a look-up every few bytes, not one a byte.
+  // The searches for where a form may start (skip(), contains()) move a window of `window`
+  // bytes, every form's shortest length (at most 64), along the text by the pair of bytes at its
+  // end (Wu–Manber with two-byte blocks): `shift` says how far the window may move without
+  // passing the start of a form, 0 when the pair ends some form's first `window` bytes (a form
+  // may start at the window's first byte, which the trie then tells). Built when every form has
+  // at least kShiftMinLength bytes: a random text then costs a look-up every few bytes, not one
+  // a byte.
   static constexpr std::size_t kShiftMinLength = 4;
   bool by_shift = false;
   std::uint32_t window = 0;
   std::array<std::uint8_t, 4096> shift{};  // by pair_hash
 
   static std::uint32_t pair_hash(unsigned char a, unsigned char b) { return ((std::uint32_t{a} << 4) ^ b) & 4095u; }
+  static unsigned char as_is(unsigned char c) { return c; }
+  // From `at` (a window's last byte, an index into [b, b + n)) on, the first window whose pair
+  // has shift 0, or an index past n when no window inside [b, b + n) has.
+  template <class Read>
+  std::size_t next_window(const unsigned char* b, std::size_t n, std::size_t at, Read read) const {
+    while (at < n) {
+      const std::uint32_t by = shift[pair_hash(read(b[at - 1]), read(b[at]))];
+      if (by == 0) return at;
+      at += by;
+    }
+    return at;
+  }
   bool starts_pair(const unsigned char* p) const {
     const std::uint32_t h = pair_hash(p[0], p[1]);
     return (pairs[h >> 6] >> (h & 63)) & 1u;
@@ -482,12 +495,8 @@ struct ScrubSet::Data {
       // with a form; if none does, a form can only start in a window that runs past e, and the
       // byte tests below look at the first of those starts on.
       const std::size_t n = static_cast<std::size_t>(e - b);
-      std::size_t at = window - 1;
-      while (at < n) {
-        const std::uint32_t by = shift[pair_hash(b[at - 1], b[at])];
-        if (by == 0) return b + (at + 1 - window);
-        at += by;
-      }
+      const std::size_t at = next_window(b, n, window - 1, as_is);
+      if (at < n) return b + (at + 1 - window);
       b += at + 1 - window;
     }
     auto candidate = [&](const unsigned char* c) { return !by_pairs || e - c < 2 || starts_pair(c); };
@@ -515,7 +524,7 @@ struct ScrubSet::Data {
 
   // Whether `text` holds a form (any match: a search, not a scrub).
   bool contains(std::string_view text) const {
-    if (by_shift) return shifted_search(text, [](unsigned char c) { return c; });
+    if (by_shift) return shifted_search(text, as_is);
     auto b = reinterpret_cast<const unsigned char*>(text.data());
     const auto e = b + text.size();
     std::uint32_t s = 0;
@@ -550,12 +559,7 @@ struct ScrubSet::Data {
   template <class Read>
   bool shifted_search(std::string_view text, Read read) const {
     const auto* b = reinterpret_cast<const unsigned char*>(text.data());
-    // (`at`, the window's last byte, as an index: moved by a shift it may pass the end.)
-    for (std::size_t at = window - 1; at < text.size();) {
-      if (const std::uint32_t by = shift[pair_hash(read(b[at - 1]), read(b[at]))]; by != 0) {
-        at += by;
-        continue;
-      }
+    for (std::size_t at = window - 1; (at = next_window(b, text.size(), at, read)) < text.size(); ++at) {
       // A form may start at the window's first byte: the trie says whether one (or one of its
       // suffixes, whose outputs the trie inherits along failure links) occurs from there.
       std::uint32_t s = root_next[read(b[at + 1 - window])];
@@ -567,7 +571,6 @@ struct ScrubSet::Data {
         while (x != 0 && nodes[x].byte != c) x = nodes[x].next_sibling;
         s = x;
       }
-      ++at;
     }
     return false;  // (also when the text is shorter than every form)
   }
@@ -964,8 +967,8 @@ std::size_t Scrubber::scrub_into(std::string_view in, std::string& out) {
 
 bool Scrubber::finds_any(std::string_view head, const std::vector<Header>& fields) const {
   if (!impl_ || !impl_->data) return false;
-  // The head in one search (values, reason and names as sent: one vectorised skip over the
-  // whole text, not one per field), then each name in any letter case. Nothing is copied.
+  // The head in one search (values, reason and names as sent), then each name in any letter
+  // case. Nothing is copied.
   if (impl_->data->contains(head)) return true;
   const ScrubSet::Data& names = *impl_->set->names_;
   return std::any_of(fields.begin(), fields.end(), [&](const Header& f) { return names.contains_folded(f.name); });
