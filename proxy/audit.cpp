@@ -38,32 +38,42 @@ void observe_upstream_connect(double seconds) {
 
 namespace {
 // The labelled series a request touches, looked up per thread by a key built in a reused
-// buffer: no allocation and no lock once a series has been seen.
+// buffer: no allocation and no lock once a series has been seen. A worker's requests mostly
+// repeat the one before (the same rule, decision and status): that series is kept at hand.
 metrics::Counter& requests_counter(const std::string& rule, const std::string& decision, int status) {
   thread_local std::unordered_map<std::string, metrics::Counter*> cache;
-  thread_local std::string key;
+  thread_local std::string key, last_rule, last_decision;
+  thread_local int last_status = -1;
+  thread_local metrics::Counter* last = nullptr;
+  if (last && status == last_status && rule == last_rule && decision == last_decision) return *last;
+  last_rule = rule;
+  last_decision = decision;
+  last_status = status;
   key.assign(rule).push_back('\0');
   key.append(decision).push_back('\0');
   key.append(std::to_string(status));
-  if (auto it = cache.find(key); it != cache.end()) return *it->second;
+  if (auto it = cache.find(key); it != cache.end()) return *(last = it->second);
   auto& c = metrics::registry().counter("sidekey_requests_total",
                                         {{"rule", rule}, {"decision", decision}, {"code", std::to_string(status)}});
   cache.emplace(key, &c);
-  return c;
+  return *(last = &c);
 }
 
 // Task secrets ("tasks/T/NAME") come and go with their tasks: one series per NAME across tasks,
 // "tasks/*/NAME", or the metrics (and this cache) would grow with every task.
 metrics::Counter& injections_counter(const std::string& secret) {
   thread_local std::unordered_map<std::string, metrics::Counter*> cache;
-  thread_local std::string label;
+  thread_local std::string label, last_secret;
+  thread_local metrics::Counter* last = nullptr;
+  if (last && secret == last_secret) return *last;
+  last_secret = secret;
   label = secret;
   if (secret.starts_with("tasks/"))
     if (auto slash = secret.find('/', 6); slash != std::string::npos) label.assign("tasks/*").append(secret, slash);
-  if (auto it = cache.find(label); it != cache.end()) return *it->second;
+  if (auto it = cache.find(label); it != cache.end()) return *(last = it->second);
   auto& c = metrics::registry().counter("sidekey_injections_total", {{"secret", label}});
   cache.emplace(label, &c);
-  return c;
+  return *(last = &c);
 }
 
 }  // namespace
