@@ -54,8 +54,11 @@ std::string render_refusal(const policy::Refusal& r, std::string_view request_id
   return head + "\r\n" + body;
 }
 
+// Writes an answer of sidekey's own to the client, with `idle` from now to do it: the client's
+// deadline was set when its head was read, and a refusal may come after a long upstream wait.
 template <class Stream>
-io::Awaitable<bool> send_raw(Stream& s, const std::string& bytes) {
+io::Awaitable<bool> send_raw(Stream& s, const std::string& bytes, std::chrono::milliseconds idle) {
+  lowest(s).expires_after(idle);
   auto [ec, n] = co_await net::async_write(s, net::buffer(bytes), tuple_awaitable);
   co_return !ec;
 }
@@ -230,7 +233,7 @@ class Session {
     st.audit.error = r.code;
     if (st.audit.rule.empty()) st.audit.rule = r.rule;
     if (st.audit.decision.empty()) st.audit.decision = "deny";
-    bool ok = co_await send_raw(client_, render_refusal(r, st.audit.request_id, st.version, keep));
+    bool ok = co_await send_raw(client_, render_refusal(r, st.audit.request_id, st.version, keep), ctx_.idle_timeout);
     st.audit.emit();
     co_return ok && keep;
   }
@@ -427,7 +430,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   if (expect_continue && had_body) {
     // A named string, not a conditional temporary inside co_await (GCC 12 destroys those twice).
     std::string interim = st.version == 10 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n";
-    bool sent_continue = co_await send_raw(client_, interim);
+    bool sent_continue = co_await send_raw(client_, interim, ctx_.idle_timeout);
     if (!sent_continue) {
       conn->close();
       co_return false;
@@ -829,7 +832,7 @@ io::Awaitable<bool> Session<Client>::serve_connect(RequestState& st, MessagePars
   if (auto* r = std::get_if<policy::Refusal>(&dialed)) co_return co_await refuse(st, *r, false);
   auto conn = std::move(std::get<std::unique_ptr<UpstreamConnection>>(dialed));
   st.audit.status = 200;
-  bool sent_ok = co_await send_raw(client_, connect_established(st));
+  bool sent_ok = co_await send_raw(client_, connect_established(st), ctx_.idle_timeout);
   if (!sent_ok) co_return false;
   if constexpr (std::is_same_v<Client, io::TcpStream>)
     handover_ = std::make_unique<Handover::element_type>(BlindTunnel{std::move(conn), std::move(st)});
@@ -870,7 +873,7 @@ io::Awaitable<bool> Session<Client>::intercept(RequestState& st, const policy::D
     co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "cannot intercept " + dest.host +
                                                                                       ": no certificate for this host")
                                       .with_host(dest.host), false);
-  bool sent_ok = co_await send_raw(client_, connect_established(st));
+  bool sent_ok = co_await send_raw(client_, connect_established(st), ctx_.idle_timeout);
   if (!sent_ok) co_return false;
   handover_ = std::make_unique<Handover::element_type>(Interception{std::move(tls_ctx), dest, std::move(st)});
   co_return false;
