@@ -13,8 +13,6 @@ State::State(Socket&& s)
 Sweeper::Sweeper(boost::asio::execution_context& ctx)
     : boost::asio::execution_context::service(ctx), timer_(static_cast<boost::asio::io_context&>(ctx)) {}
 
-Sweeper::~Sweeper() = default;
-
 void Sweeper::shutdown() {
   // The io_context is going away: what is still listed is left alone (its operations are
   // destroyed with the context, and unwatch() finds them unlisted).

@@ -67,11 +67,9 @@ struct State {
 // One per io_context: the states whose pending operations have a deadline, and the timer.
 class Sweeper final : public boost::asio::execution_context::service {
  public:
-  using key_type = Sweeper;
   static boost::asio::execution_context::id id;
 
   explicit Sweeper(boost::asio::execution_context& ctx);
-  ~Sweeper() override;
 
   // Lists `s` (pending operations with a deadline) and makes sure the timer wakes by `at`.
   // Never throws: it runs after the socket has taken the operation, which will complete.
