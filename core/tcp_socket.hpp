@@ -130,10 +130,19 @@ class Recv final : public Completing<Recv<Buffers, Handler, IoExecutor>, Handler
  private:
   static ad::reactor_op::status perform(ad::reactor_op* base) {
     auto* o = static_cast<Recv*>(base);
-    ad::buffer_sequence_adapter<boost::asio::mutable_buffer, Buffers> bufs(o->buffers_);
-    if (!ad::socket_ops::non_blocking_recv(o->d_.fd, bufs.buffers(), bufs.count(), 0, true, o->ec_,
-                                           o->bytes_transferred_))
-      return ad::reactor_op::not_done;
+    using Adapter = ad::buffer_sequence_adapter<boost::asio::mutable_buffer, Buffers>;
+    Adapter bufs(o->buffers_);
+    // One buffer (a flat buffer's room, the usual case) is read with recv(), not recvmsg(): the
+    // kernel then copies no message header in and out (nginx reads the same way).
+    bool finished;
+    if constexpr (Adapter::is_single_buffer) {
+      const boost::asio::mutable_buffer b = Adapter::first(o->buffers_);
+      finished = ad::socket_ops::non_blocking_recv1(o->d_.fd, b.data(), b.size(), 0, true, o->ec_, o->bytes_transferred_);
+    } else {
+      finished = ad::socket_ops::non_blocking_recv(o->d_.fd, bufs.buffers(), bufs.count(), 0, true, o->ec_,
+                                                   o->bytes_transferred_);
+    }
+    if (!finished) return ad::reactor_op::not_done;
     if (o->ec_ == boost::asio::error::eof) return ad::reactor_op::done_and_exhausted;  // as Asio's
     bool drained = !o->ec_ && o->bytes_transferred_ < bufs.total_size() && short_read_drained(o->d_);
     return drained ? ad::reactor_op::done_and_exhausted : ad::reactor_op::done;

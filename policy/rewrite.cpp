@@ -145,6 +145,13 @@ void RewritePlan::wipe() noexcept {
 
 RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, RequestHead head,
                       const SecretLookup& secrets) {
+  RewritePlan plan;
+  if (auto refusal = rewrite_into(plan, policy, decision, std::move(head), secrets)) return std::move(*refusal);
+  return plan;
+}
+
+std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& policy, const Decision& decision,
+                                    RequestHead head, const SecretLookup& secrets) {
   const Rule* rule = decision.rule;
   const Destination& dest = decision.destination;
   auto refuse = [&](std::string_view c, std::string msg, std::string_view secret = {}) {
@@ -173,7 +180,6 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, Re
     if (const Header* ct = find_header(head.headers, "content-type")) body_head.content_type = ct->value;
   }
 
-  RewritePlan plan;
   plan.method = std::move(head.method);
   if (rule) plan.written.reserve(2 * (rule->inject_headers.size() + rule->inject_query.size()) + 2);
   // Room for Host, the templates and the proxy's Accept-Encoding now, while the fields hold only
@@ -214,7 +220,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, Re
         return refuse(code::reference_not_allowed, why + "; a secret reference would be sent literally",
                       s.references[0].name);
     plan.target = std::string(target);
-    return plan;
+    return std::nullopt;
   }
 
   // inject: templates replace what the agent sent under the same names, so the upstream never
@@ -402,7 +408,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, Re
     plan.body = body_format_for(body_head.content_type ? std::string_view(*body_head.content_type) : std::string_view{});
   }
   plan.scrub = rule->scrub;
-  return plan;
+  return std::nullopt;
 }
 
 BodySubstituter::Resolve body_resolver(const PolicySnapshot& policy, const Decision& decision,

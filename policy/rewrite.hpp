@@ -104,6 +104,12 @@ using RewriteResult = std::variant<RewritePlan, Refusal>;
 RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, RequestHead head,
                       const SecretLookup& secrets);
 
+// The same, into `plan` (empty, default-constructed): the proxy's plan lives in its request's
+// frame and is never moved (a move costs a pass over every field and a wipe of the source).
+// On a refusal `plan` holds part of the head; the caller drops it (its destructor wipes it).
+std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& policy, const Decision& decision,
+                                    RequestHead head, const SecretLookup& secrets);
+
 // The resolver a BodySubstituter needs for `plan.body`. Copies the decision; `policy` and
 // `secrets` are captured by reference and must outlive the substituter (the proxy holds the
 // snapshot and the secret view for the whole request anyway).

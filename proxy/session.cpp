@@ -353,9 +353,9 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   std::string expect_value = expect ? expect->value : std::string();
   policy::RequestHead head{p.method_string, std::move(origin_target), std::move(p.fields)};
   ViewLookup lookup(ctx_.secrets.current());
-  auto rewritten = policy::rewrite(*policy, decision, std::move(head), lookup);
-  if (auto* r = std::get_if<policy::Refusal>(&rewritten)) co_return co_await refuse(st, *r, p.is_done());
-  auto& plan = std::get<policy::RewritePlan>(rewritten);
+  policy::RewritePlan plan;
+  if (auto r = policy::rewrite_into(plan, *policy, decision, std::move(head), lookup))
+    co_return co_await refuse(st, *r, p.is_done());
   st.audit.secrets = plan.secrets;
   st.audit.injected = std::move(plan.injected);
   const policy::Destination& upstream_dest = decision.destination;
