@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <span>
 
 #include "core/encoding.hpp"
 #include "secrets/secret_value.hpp"
@@ -79,7 +80,11 @@ void grow_wiping(Headers& h, std::size_t at_least) {
 
 bool is_upgrade_request(const Headers& h) { return find_header(h, "upgrade") && named_by_connection(h, "upgrade"); }
 
-void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
+namespace {
+
+// The fields strip_hop_by_hop() drops, decided on the fields as received: drop[i] for field i.
+// Returns whether an upgrade is kept (Connection then becomes just "upgrade").
+bool mark_hop_by_hop(std::span<const FieldView> h, bool keep_upgrade, bool* drop) {
   // The Connection fields' values, found once (more than a few: looked up again per field).
   constexpr std::size_t kListed = 4;
   std::string_view listed[kListed];
@@ -90,37 +95,82 @@ void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
       ++connection_fields;
     }
   auto named_by_connection_field = [&](std::string_view name) {
-    if (connection_fields > kListed) return named_by_connection(h, name);
+    if (connection_fields > kListed) {
+      for (const auto& f : h)
+        if (iequals(f.name, "connection") && lists(f.value, name)) return true;
+      return false;
+    }
     for (std::size_t i = 0; i < connection_fields; ++i)
       if (lists(listed[i], name)) return true;
     return false;
   };
-  const bool upgrading = keep_upgrade && connection_fields && find_header(h, "upgrade") && named_by_connection_field("upgrade");
-  // Decided on the fields as received, then removed in one pass.
-  constexpr std::size_t kInline = 64;
-  bool inline_drop[kInline];
-  std::unique_ptr<bool[]> heap_drop;
-  bool* drop = inline_drop;
-  if (h.size() > kInline) {
-    heap_drop = std::make_unique<bool[]>(h.size());
-    drop = heap_drop.get();
-  }
+  bool has_upgrade = false;
+  if (keep_upgrade && connection_fields)
+    for (const auto& f : h) has_upgrade = has_upgrade || iequals(f.name, "upgrade");
+  const bool upgrading = has_upgrade && named_by_connection_field("upgrade");
   for (std::size_t i = 0; i < h.size(); ++i) {
     const std::string_view name = h[i].name;
     drop[i] = !(upgrading && iequals(name, "upgrade")) &&
               (hop_by_hop_name(name) || (connection_fields && named_by_connection_field(name)));
   }
+  return upgrading;
+}
+
+// Room for one flag per field: on the stack for most heads.
+class DropFlags {
+ public:
+  explicit DropFlags(std::size_t n) {
+    if (n > kInline) heap_ = std::make_unique<bool[]>(n);
+  }
+  bool* get() { return heap_ ? heap_.get() : inline_; }
+
+ private:
+  static constexpr std::size_t kInline = 64;
+  bool inline_[kInline];
+  std::unique_ptr<bool[]> heap_;
+};
+
+// Keeps the fields not dropped, in order; `gone` sees each dropped one first.
+template <class Fields, class Gone>
+void keep_unmarked(Fields& h, const bool* drop, Gone gone) {
   std::size_t kept = 0;
   for (std::size_t i = 0; i < h.size(); ++i) {
     if (drop[i]) {
-      secrets::wipe(h[i].name);  // an upstream's field may echo what was written, in either
-      secrets::wipe(h[i].value);
+      gone(h[i]);
       continue;
     }
     if (kept != i) std::swap(h[kept], h[i]);
     ++kept;
   }
   h.erase(h.begin() + static_cast<std::ptrdiff_t>(kept), h.end());
+}
+
+}  // namespace
+
+void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
+  // Judged on views of the fields (the same pass as for a response's views).
+  constexpr std::size_t kInline = 64;
+  FieldView inline_views[kInline];
+  std::unique_ptr<FieldView[]> heap_views;
+  FieldView* views = inline_views;
+  if (h.size() > kInline) {
+    heap_views = std::make_unique<FieldView[]>(h.size());
+    views = heap_views.get();
+  }
+  for (std::size_t i = 0; i < h.size(); ++i) views[i] = {h[i].name, h[i].value};
+  DropFlags drop(h.size());
+  const bool upgrading = mark_hop_by_hop({views, h.size()}, keep_upgrade, drop.get());
+  keep_unmarked(h, drop.get(), [](Header& f) {
+    secrets::wipe(f.name);  // an upstream's field may echo what was written, in either
+    secrets::wipe(f.value);
+  });
+  if (upgrading) h.push_back({"Connection", "upgrade"});
+}
+
+void strip_hop_by_hop(FieldViews& h, bool keep_upgrade) {
+  DropFlags drop(h.size());
+  const bool upgrading = mark_hop_by_hop(h, keep_upgrade, drop.get());
+  keep_unmarked(h, drop.get(), [](FieldView&) {});  // (the bytes are the caller's to wipe)
   if (upgrading) h.push_back({"Connection", "upgrade"});
 }
 

@@ -14,6 +14,15 @@ struct Header {
 };
 using Headers = std::vector<Header>;
 
+// A field whose bytes live elsewhere: an upstream's response head, read where it lies in the
+// connection's buffer (wiping those bytes wipes the field). Valid until that buffer is read into
+// again.
+struct FieldView {
+  std::string_view name;
+  std::string_view value;
+};
+using FieldViews = std::vector<FieldView>;
+
 struct RequestHead {
   std::string method;
   std::string target;  // origin-form: path[?query]
@@ -32,6 +41,7 @@ bool is_upgrade_request(const Headers& h);
 // for either direction. With `keep_upgrade`, Upgrade survives and Connection becomes just
 // "upgrade", so a protocol switch can be relayed.
 void strip_hop_by_hop(Headers& h, bool keep_upgrade = false);
+void strip_hop_by_hop(FieldViews& h, bool keep_upgrade = false);
 
 // Zeroes the array's room past its last field. A field removed, or moved from by a swap or an
 // erase, leaves a short value's bytes in the slot it left (std::string keeps up to 15 bytes in

@@ -965,13 +965,13 @@ std::size_t Scrubber::scrub_into(std::string_view in, std::string& out) {
   return n;
 }
 
-bool Scrubber::finds_any(std::string_view head, const std::vector<Header>& fields) const {
+bool Scrubber::finds_any(std::string_view head, const FieldViews& fields) const {
   if (!impl_ || !impl_->data) return false;
   // The head in one search (values, reason and names as sent), then each name in any letter
   // case. Nothing is copied.
   if (impl_->data->contains(head)) return true;
   const ScrubSet::Data& names = *impl_->set->names_;
-  return std::any_of(fields.begin(), fields.end(), [&](const Header& f) { return names.contains_folded(f.name); });
+  return std::any_of(fields.begin(), fields.end(), [&](const FieldView& f) { return names.contains_folded(f.name); });
 }
 
 bool Scrubber::drops_name(std::string_view name) {

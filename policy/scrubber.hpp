@@ -156,7 +156,7 @@ class Scrubber {
   // (that head's, parsed) does in any letter case. Counts nothing into replaced(). A match
   // across two lines, which no per-field scrub replaces, also answers true: the answer decides
   // only whether the fields are scrubbed one by one.
-  bool finds_any(std::string_view head, const std::vector<Header>& fields) const;
+  bool finds_any(std::string_view head, const FieldViews& fields) const;
   // Whether a field name holds a form of what is scrubbed, in any letter case (names are
   // case-insensitive, and may be re-cased on their way): the field is then dropped, counted as
   // one occurrence into replaced().

@@ -21,7 +21,8 @@ class HeadWriter {
     p_ += s.size();
   }
   void number(std::uint64_t v) { p_ = std::to_chars(p_, p_ + kNumberBytes, v).ptr; }
-  void fields(const policy::Headers& fields, const Framing& framing) {
+  template <class Fields>
+  void fields(const Fields& fields, const Framing& framing) {
     for (const auto& f : fields) {
       put(f.name);
       put(": ");
@@ -40,7 +41,8 @@ class HeadWriter {
 
   static constexpr std::size_t kNumberBytes = 20;  // the digits of any 64-bit number
   // Room for the fields and the framing line.
-  static std::size_t bound(const policy::Headers& fields) {
+  template <class Fields>
+  static std::size_t bound(const Fields& fields) {
     std::size_t n = sizeof "Transfer-Encoding: chunked\r\n" + sizeof "Content-Length: \r\n" + kNumberBytes;
     for (const auto& f : fields) n += f.name.size() + f.value.size() + 4;
     return n;
@@ -50,24 +52,11 @@ class HeadWriter {
   std::string& out_;
   char* p_;
 };
-}  // namespace
 
-OutHead render_request_head(std::string_view method, std::string_view target, const policy::Headers& fields,
-                            const Framing& framing) {
-  OutHead head{{}, framing.chunked};
-  HeadWriter w(head.bytes, method.size() + 1 + target.size() + sizeof " HTTP/1.1\r\n" + HeadWriter::bound(fields) + 2);
-  w.put(method);
-  w.put(" ");
-  w.put(target);
-  w.put(" HTTP/1.1\r\n");
-  w.fields(fields, framing);
-  w.put("\r\n");
-  w.finish();
-  return head;
-}
-
-OutHead render_response_head(unsigned version, int status, std::string_view reason, const policy::Headers& fields,
-                             const Framing& framing, std::string_view connection) {
+// Either kind of fields: the proxy's response views, the API gateway's fields.
+template <class Fields>
+OutHead render_response(unsigned version, int status, std::string_view reason, const Fields& fields,
+                        const Framing& framing, std::string_view connection) {
   OutHead head{{}, framing.chunked};
   if (reason.empty()) reason = boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
   HeadWriter w(head.bytes, sizeof "HTTP/1.1 " + HeadWriter::kNumberBytes + 1 + reason.size() + 2 + HeadWriter::bound(fields) +
@@ -86,6 +75,32 @@ OutHead render_response_head(unsigned version, int status, std::string_view reas
   w.put("\r\n");
   w.finish();
   return head;
+}
+
+}  // namespace
+
+OutHead render_request_head(std::string_view method, std::string_view target, const policy::Headers& fields,
+                            const Framing& framing) {
+  OutHead head{{}, framing.chunked};
+  HeadWriter w(head.bytes, method.size() + 1 + target.size() + sizeof " HTTP/1.1\r\n" + HeadWriter::bound(fields) + 2);
+  w.put(method);
+  w.put(" ");
+  w.put(target);
+  w.put(" HTTP/1.1\r\n");
+  w.fields(fields, framing);
+  w.put("\r\n");
+  w.finish();
+  return head;
+}
+
+OutHead render_response_head(unsigned version, int status, std::string_view reason, const policy::Headers& fields,
+                             const Framing& framing, std::string_view connection) {
+  return render_response(version, status, reason, fields, framing, connection);
+}
+
+OutHead render_response_head(unsigned version, int status, std::string_view reason, const policy::FieldViews& fields,
+                             const Framing& framing, std::string_view connection) {
+  return render_response(version, status, reason, fields, framing, connection);
 }
 
 }  // namespace sidekey::proxy

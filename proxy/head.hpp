@@ -32,5 +32,7 @@ OutHead render_request_head(std::string_view method, std::string_view target, co
 // field when not empty. An empty reason becomes the standard one.
 OutHead render_response_head(unsigned version, int status, std::string_view reason, const policy::Headers& fields,
                              const Framing& framing, std::string_view connection);
+OutHead render_response_head(unsigned version, int status, std::string_view reason, const policy::FieldViews& fields,
+                             const Framing& framing, std::string_view connection);
 
 }  // namespace sidekey::proxy

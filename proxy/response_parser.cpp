@@ -7,7 +7,6 @@
 
 #include "core/encoding.hpp"
 #include "proxy/message_parser.hpp"
-#include "secrets/secret_value.hpp"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -126,7 +125,7 @@ ResponseParser::error_code ResponseParser::put_head(std::string_view raw) {
   p += 4;
   const char* reason_end = p + line_run(p, end);
   if (auto ec = end_line(reason_end, http::error::bad_reason)) return ec;
-  reason.assign(p, reason_end);
+  reason = std::string_view(p, static_cast<std::size_t>(reason_end - p));
   p = reason_end + 2;
 
   for (;;) {
@@ -151,10 +150,7 @@ ResponseParser::error_code ResponseParser::put_head(std::string_view raw) {
     while (value_end > value && is_ows(value_end[-1])) --value_end;
     const std::string_view field_value(value, static_cast<std::size_t>(value_end - value));
     if (auto ec = judge_framing_field(field_name, field_value)) return ec;
-    if (fields.size() == fields.capacity()) policy::grow_wiping(fields, kFieldsReserved);
-    auto& h = fields.emplace_back();  // built in place: no temporary on the stack with the bytes
-    h.name.assign(field_name);
-    h.value.assign(field_value);
+    fields.push_back({field_name, field_value});
   }
 
   // RFC 9112 6.3, as Beast's finish_header() has it.
@@ -228,11 +224,6 @@ void ResponseParser::put_eof(error_code& ec) {
   } else if (!done_) {
     ec = http::error::partial_message;
   }
-}
-
-void ResponseParser::wipe() noexcept {
-  policy::wipe_fields(fields);
-  secrets::wipe(reason);
 }
 
 }  // namespace sidekey::proxy

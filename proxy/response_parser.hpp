@@ -3,8 +3,8 @@
 // character at a time, looks every field name up in its table and re-parses the framing fields'
 // token lists: about 4 k instructions for a five-field head, the largest single step of a
 // proxied request. Here the head is read in one pass over its raw bytes (line ends and control
-// bytes found 16 at a time) straight into the policy's view of the fields, and the framing is
-// judged from the same pass. A body with a length, or to the end of the stream, is copied into
+// bytes found 16 at a time) into views of its fields where they lie (nothing is copied), and the
+// framing is judged from the same pass. A body with a length, or to the end of the stream, is copied into
 // the relay's window as it comes; a chunked body is parsed by Beast (MessageParser, given a
 // two-line head).
 //
@@ -39,11 +39,12 @@ class ResponseParser {
   ResponseParser(const ResponseParser&) = delete;
   ResponseParser& operator=(const ResponseParser&) = delete;
 
-  // The head, once put_head() succeeded.
-  policy::Headers fields;  // as received, in order; framing fields included
-  unsigned version = 11;   // 10 or 11
-  int status = 0;          // three digits, as sent
-  std::string reason;      // as sent (may be empty)
+  // The head, once put_head() succeeded: views into the bytes given to put_head(), which must
+  // stay where they are while these are used.
+  policy::FieldViews fields;  // as received, in order; framing fields included
+  unsigned version = 11;      // 10 or 11
+  int status = 0;             // three digits, as sent
+  std::string_view reason;    // as sent (may be empty)
 
   // Where the next body bytes go (buffer_body's value): set before each put; `data` advances and
   // `size` shrinks by what was written.
@@ -71,15 +72,11 @@ class ResponseParser {
   bool need_eof() const { return mode_ == Mode::to_eof; }
   bool keep_alive() const;
 
-  // Room for `n` more fields without the vector moving on its own (which would free the old
-  // array with the short values still in it).
-  void make_room(std::size_t n) {
-    while (fields.capacity() < fields.size() + n) policy::grow_wiping(fields, kFieldsReserved);
+  // Drops the views of the head (its bytes are where the caller keeps them, and wiped there).
+  void clear_head() noexcept {
+    fields.clear();
+    reason = {};
   }
-
-  // Overwrites every byte of the head this parser holds and drops the fields: for a response
-  // that may echo what was written, once its head is rendered or refused.
-  void wipe() noexcept;
 
  private:
   static constexpr std::size_t kFieldsReserved = 16;

@@ -564,8 +564,9 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
       ec = rp.put_head(raw);
       if (!ec) {
         // Searched in the bytes as they came, every field (those dropped below too) before
-        // anything is copied or rewritten: most heads hold nothing to scrub, and then neither
-        // the fields nor these bytes need wiping.
+        // anything is rewritten: most heads hold nothing to scrub, and then these bytes need no
+        // wiping. The parser's fields are views of them: consumed, they stay where they are
+        // until the buffer is read into again, after the head is rendered.
         head_echo = !scrubber.empty() && scrubber.finds_any(raw, rp.fields);
         conn->buffer.consume(head_end);
       }
@@ -576,20 +577,14 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     // nowhere else).
     const bool crossed_408 = !ec && rp.status == 408;
     if (!interim && can_replay() && (crossed_408 || conn->closed_before_answer(ec))) {
-      if (crossed_408 && !scrubber.empty()) {
-        rp.wipe();
-        wipe_buffer(conn->buffer);
-      }
+      if (crossed_408 && !scrubber.empty()) wipe_buffer(conn->buffer);
       std::optional<policy::Refusal> failed = co_await replay();
       if (failed) co_return co_await refuse(st, *failed, true);
       fresh_parser();
       continue;
     }
     if (ec) {
-      if (!scrubber.empty()) {  // a partial head may echo what was written, its fields parsed so far too
-        rp.wipe();
-        wipe_buffer(conn->buffer);
-      }
+      if (!scrubber.empty()) wipe_buffer(conn->buffer);  // a partial head may echo what was written
       conn->close();
       if (ec == beast::error::timeout)
         co_return co_await refuse(st, policy::Refusal::make(policy::code::upstream_timeout, "the upstream did not answer in time")
@@ -599,8 +594,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
                                         .with_host(upstream_dest.host), true);
     }
     if (rp.status >= 100 && rp.status < 200 && rp.status != 101) {
-      if (!scrubber.empty()) rp.wipe();  // it may echo what was written
-      fresh_parser();  // an interim response: read the next head with a fresh parser
+      fresh_parser();  // an interim response: read the next head with a fresh parser (its bytes are
+                       // wiped with the buffer at the end: `interim` makes the exchange unclean)
       interim = true;
       continue;
     }
@@ -609,17 +604,14 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   auto& rp = *rp_slot;
   st.audit.upstream_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_started).count();
   st.audit.status = rp.status;
-  // The response's fields and reason phrase (the upstream's text) are used where the parser put
-  // them: the one copy there is.
-  policy::Headers& res_headers = rp.fields;
-  std::string& reason = rp.reason;
+  // The response's fields and reason phrase: views of the upstream's head in the connection's
+  // buffer (no copy), used up to the rendering below.
+  policy::FieldViews& res_headers = rp.fields;
+  std::string_view reason = rp.reason;
   // Refusing the response: on a scrubbed rule its head and what was read with it may echo what
   // was written, and are wiped (the relay path wipes them once sent).
   auto drop_response = [&] {
-    if (!scrubber.empty()) {
-      rp.wipe();
-      wipe_buffer(conn->buffer);
-    }
+    if (!scrubber.empty()) wipe_buffer(conn->buffer);
     conn->close();
   };
   if (rp.status == 101 && !upgrade) {
@@ -640,7 +632,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     ++forwarded;
   }
   bool scrubbing = !scrubber.empty();
-  for (std::size_t i = forwarded; head_echo && i < res_headers.size(); ++i) secrets::wipe(res_headers[i].value);
   res_headers.resize(forwarded);
   policy::strip_hop_by_hop(res_headers, switching);
   if (scrubbing) {
@@ -656,25 +647,22 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
                                           .with_host(upstream_dest.host), true);
       }
   }
+  // Scrubbed values (a head that echoed what was written): the views point here instead. Only
+  // scrubbed text; the plaintext stays in the buffer, wiped once the exchange ends.
+  std::vector<std::string> scrubbed_values;
   if (head_echo) {
     // A field name cannot carry the reference ('{' is not a token character): a field whose
     // name holds a form of what was written is dropped.
-    thread_local std::string clean;  // only ever holds scrubbed text; its storage is reused
-    std::erase_if(res_headers, [&](policy::Header& h) {
-      if (!scrubber.drops_name(h.name)) return false;
-      secrets::wipe(h.name);
-      secrets::wipe(h.value);
-      return true;
-    });
-    for (auto& h : res_headers) {
-      if (scrubber.scrub_into(h.value, clean) == 0) continue;
-      secrets::wipe(h.value);  // it held the plaintext
-      h.value.swap(clean);
-    }
-    if (scrubber.scrub_into(reason, clean)) {
-      secrets::wipe(reason);
-      reason.swap(clean);
-    }
+    std::erase_if(res_headers, [&](const policy::FieldView& h) { return scrubber.drops_name(h.name); });
+    scrubbed_values.reserve(res_headers.size() + 1);  // never moves: views of its strings are taken
+    std::string clean;
+    auto scrub_view = [&](std::string_view& v) {
+      if (scrubber.scrub_into(v, clean) == 0) return;
+      v = scrubbed_values.emplace_back(std::move(clean));
+      clean = {};
+    };
+    for (auto& h : res_headers) scrub_view(h.value);
+    scrub_view(reason);
   }
   bool chunked_out = rp.chunked();
   auto length_out = rp.content_length();
@@ -684,7 +672,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     chunked_out = true;
   }
   bool eof_delimited = rp.need_eof() && !chunked_out && !length_out;
-  rp.make_room(1);  // (a vector that grows leaves the old array's short values behind)
   res_headers.push_back({"X-Sidekey-Request-Id", st.audit.request_id});
   bool keep = st.client_keep_alive && !switching && !ctx_.tracker.draining.load(std::memory_order_relaxed);
   Framing down_framing;
@@ -702,7 +689,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   std::string_view connection;
   if (!switching) connection = st.version == 10 ? (keep ? "keep-alive" : "") : (keep ? "" : "close");
   OutHead down_head = render_response_head(st.version, rp.status, reason, res_headers, down_framing, connection);
-  if (head_echo) rp.wipe();  // the upstream's values echoed a secret (these are scrubbed; rendered now)
+  rp.clear_head();  // the buffer is read into next: the views would dangle
 
   auto scrub = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
     scrubber.feed(piece, out);
@@ -727,7 +714,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // (After a switch the frames path below wipes them; unless the 101 could not be sent.)
   if (scrubbing && !all_clean && (!switching || got.status != RelayStatus::ok)) {
     wipe_buffer(conn->buffer);
-    rp.wipe();
   }
   if (got.status != RelayStatus::ok) {
     conn->close();
@@ -752,7 +738,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
                          early);
       }
       wipe_buffer(conn->buffer);  // the 101 head and the frames as they came
-      rp.wipe();
       if (ok && !early.empty()) {
         auto [eec, en] = co_await net::async_write(client_, net::buffer(early), tuple_awaitable);
         secrets::wipe(early);

@@ -152,7 +152,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(r.reason == beast_reason || (r.reason.empty() && beast_reason == std::string_view(standard.data(), standard.size())),
         "reason");
   std::map<std::string, std::vector<std::string>> ours;
-  for (const auto& h : r.fields) ours[lower(h.name)].push_back(h.value);
+  for (const auto& h : r.fields) ours[lower(h.name)].emplace_back(h.value);
   check(ours == b.fields, "fields");
   check(r.chunked() == b.chunked, "chunked()");
   const auto& bl = b.content_length;

@@ -169,10 +169,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t cut2 = cut1 + (body.size() - cut1 ? (seed >> 8) % (body.size() - cut1 + 1) : 0);
     const std::string_view b(body);
     const std::string_view parts[] = {b.substr(0, cut1), b.substr(cut1, cut2 - cut1), b.substr(cut2)};
-    std::vector<sidekey::policy::Header> fields;
+    sidekey::policy::FieldViews fields;
     bool any = false;
     for (auto part : parts) {
-      fields.push_back({std::string(part), ""});
+      fields.push_back({part, ""});
       any = any || !occurrences(lowered, lower(std::string(part))).empty();
     }
     if (one.finds_any({}, fields) != any) fail("finds_any disagrees with the occurrences in several names");

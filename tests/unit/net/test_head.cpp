@@ -46,18 +46,21 @@ BOOST_AUTO_TEST_CASE(request_head_keeps_field_order_and_adds_the_framing) {
 }
 
 BOOST_AUTO_TEST_CASE(response_head_sets_version_reason_and_connection) {
-  auto h = proxy::render_response_head(11, 200, "OK", {{"Content-Type", "text/plain"}}, Framing{false, 5}, "close");
+  auto h = proxy::render_response_head(11, 200, "OK", policy::Headers{{"Content-Type", "text/plain"}}, Framing{false, 5}, "close");
   BOOST_TEST(h.bytes == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
+  // Views of the fields (the proxy's response path) render the same.
+  auto v = proxy::render_response_head(11, 200, "OK", policy::FieldViews{{"Content-Type", "text/plain"}}, Framing{false, 5}, "close");
+  BOOST_TEST(v.bytes == h.bytes);
   auto m = parse<false>(h.bytes);
   BOOST_TEST(!m.keep_alive());
 
-  auto old = proxy::render_response_head(10, 404, "", {}, Framing{false, 0}, "keep-alive");
+  auto old = proxy::render_response_head(10, 404, "", policy::FieldViews{}, Framing{false, 0}, "keep-alive");
   auto o = parse<false>(old.bytes);
   BOOST_TEST(o.version() == 10u);
   BOOST_TEST(o.reason() == "Not Found");  // the standard reason when the upstream sent none
   BOOST_TEST(o.keep_alive());
 
-  auto c = proxy::render_response_head(11, 299, "Custom Thing", {}, Framing{true, std::nullopt}, "");
+  auto c = proxy::render_response_head(11, 299, "Custom Thing", policy::FieldViews{}, Framing{true, std::nullopt}, "");
   auto cm = parse<false>(c.bytes);
   BOOST_TEST(cm.result_int() == 299u);
   BOOST_TEST(cm.reason() == "Custom Thing");

@@ -181,7 +181,9 @@ std::string head_of(std::string_view reason, const Headers& fields) {
   return h + "\r\n";
 }
 bool finds(const Scrubber& s, const Headers& fields, std::string_view reason = "OK") {
-  return s.finds_any(head_of(reason, fields), fields);
+  FieldViews views;
+  for (const auto& f : fields) views.push_back({f.name, f.value});
+  return s.finds_any(head_of(reason, fields), views);
 }
 }  // namespace
 
