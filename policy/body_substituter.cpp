@@ -37,7 +37,6 @@ std::optional<Refusal> BodySubstituter::finish(std::string& out) {
 std::optional<Refusal> BodySubstituter::process(std::string_view buf, bool final, std::string& out) {
   using Kind = ReferenceMatch::Kind;
   const Encoding enc = format_ == BodyFormat::form ? Encoding::percent : Encoding::plain;
-  const char* starts = enc == Encoding::percent ? "{%" : "{";
   // Built aside and appended only on success, so that a refusal appends nothing.
   std::string staged;
   std::size_t emitted = 0, keep_from = buf.size();
@@ -48,7 +47,7 @@ std::optional<Refusal> BodySubstituter::process(std::string_view buf, bool final
     return failed_;
   };
 
-  std::size_t i = buf.find_first_of(starts);
+  std::size_t i = find_reference_start(buf, 0, enc);
   while (i != std::string_view::npos) {
     auto m = match_reference_at(buf.substr(i), enc, final);
     if (m.kind == Kind::incomplete) {
@@ -56,7 +55,7 @@ std::optional<Refusal> BodySubstituter::process(std::string_view buf, bool final
       break;
     }
     if (m.kind == Kind::none || (m.kind == Kind::malformed && format_ == BodyFormat::opaque)) {
-      i = buf.find_first_of(starts, i + 1);
+      i = find_reference_start(buf, i + 1, enc);
       continue;
     }
     if (m.kind == Kind::malformed)
@@ -79,7 +78,7 @@ std::optional<Refusal> BodySubstituter::process(std::string_view buf, bool final
       values_.push_back(std::move(value));
     }
     emitted = i + m.length;
-    i = buf.find_first_of(starts, emitted);
+    i = find_reference_start(buf, emitted, enc);
   }
   append_wiping(staged, buf.substr(emitted, keep_from - emitted));
   append_wiping(out, staged);

@@ -115,11 +115,16 @@ ReferenceMatch match_reference_at(std::string_view text, Encoding enc, bool fina
   return stop(Kind::reference);
 }
 
+std::size_t find_reference_start(std::string_view text, std::size_t at, Encoding enc) {
+  if (enc != Encoding::percent) return text.find('{', at);
+  for (; at < text.size(); ++at)
+    if (text[at] == '{' || text[at] == '%') return at;
+  return std::string_view::npos;
+}
+
 ReferenceScan scan_references(std::string_view text, Encoding enc) {
   ReferenceScan scan;
-  // Only a '{' (or, percent-encoded, a '%') can begin a reference.
-  const char* starts = enc == Encoding::percent ? "{%" : "{";
-  std::size_t i = text.find_first_of(starts);
+  std::size_t i = find_reference_start(text, 0, enc);
   while (i != std::string_view::npos) {
     auto m = match_reference_at(text.substr(i), enc, true);
     switch (m.kind) {
@@ -136,7 +141,7 @@ ReferenceScan scan_references(std::string_view text, Encoding enc) {
         break;
     }
     if (i >= text.size()) break;
-    i = text.find_first_of(starts, i);
+    i = find_reference_start(text, i, enc);
   }
   return scan;
 }

@@ -57,6 +57,11 @@ struct ReferenceScan {
   bool empty() const { return references.empty() && !malformed_at; }
 };
 
+// The offset of the first byte at or after `at` where a reference may begin: a '{' (or,
+// percent-encoded, a '%'); npos if none. (One memchr for plain text, where find_first_of() calls
+// one per byte.)
+std::size_t find_reference_start(std::string_view text, std::size_t at, Encoding enc);
+
 // Finds every reference in a complete text. Scanning stops at the first malformed reference.
 ReferenceScan scan_references(std::string_view text, Encoding enc = Encoding::plain);
 
