@@ -25,6 +25,7 @@
 #include "policy/headers.hpp"
 #include "proxy/head.hpp"
 #include "proxy/message_parser.hpp"
+#include "proxy/request_parser.hpp"
 #include "proxy/response_parser.hpp"
 #include "policy/refusal.hpp"
 #include "secrets/secret_value.hpp"
@@ -52,7 +53,7 @@ template <bool isRequest>
 http::buffer_body::value_type& body_window(MessageParser<isRequest>& p) {
   return p.body;
 }
-inline http::buffer_body::value_type& body_window(ResponseParser& p) { return p.body; }
+inline http::buffer_body::value_type& body_window(BodyReader& p) { return p.body; }
 
 // Clears a connection's read buffer, consumed bytes included, once it has carried a response
 // that may echo a secret.
@@ -169,6 +170,24 @@ beast::error_code parse_buffered(Parser& p, io::FlatBuffer& buf) {
   return ec;
 }
 
+// What a read of `n` bytes into `buf` (or its error) brings a parser of our own (BodyReader):
+// the end of the stream, the read's error, or what it parsed of the bytes buffered (nothing
+// whole yet is no error: read again). The rest of http::async_read_some's steps, after
+// parse_buffered().
+template <class Parser>
+beast::error_code parse_read(Parser& p, io::FlatBuffer& buf, const beast::error_code& rec, std::size_t n) {
+  beast::error_code ec;
+  if (rec == net::error::eof) {
+    p.put_eof(ec);
+    return ec;
+  }
+  if (rec) return rec;
+  buf.commit(n);
+  ec = parse_buffered(p, buf);
+  if (ec == http::error::need_more) ec = {};
+  return ec;
+}
+
 // Runs the hook outside the relay's coroutine, so that its optional refusal (large) never sits in
 // the frame.
 template <class Transform>
@@ -198,9 +217,9 @@ inline bool is_parse_error(const beast::error_code& ec) {
          ec != http::error::partial_message && ec != http::error::need_buffer;
 }
 
-// How much a read from an upstream asks for: the room its connection's buffer already has, at
-// least 4 KB, at most 64 KB (a pooled connection's buffer keeps the size its responses needed).
-inline std::size_t upstream_read_room(const io::FlatBuffer& b) {
+// How much a read asks for: the room its connection's buffer already has, at least 4 KB, at most
+// 64 KB (a connection's buffer keeps the size its messages needed).
+inline std::size_t read_room(const io::FlatBuffer& b) {
   return std::clamp<std::size_t>(b.capacity() - b.size(), 4096, 65536);
 }
 
@@ -281,18 +300,9 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
         co_return fail(RelayStatus::read_failed, http::error::header_limit);
       if (ec == http::error::need_more) {
         lowest(in).expires_after(idle);
-        if constexpr (std::is_same_v<Parser, ResponseParser>) {
-          // Read, then parse what came (http::async_read_some's steps, for a parser of our own).
-          auto [rec, rn] = co_await in.async_read_some(in_buf.prepare(upstream_read_room(in_buf)), tuple_awaitable);
-          if (rec == net::error::eof) {
-            p.put_eof(ec);
-          } else if (rec) {
-            ec = rec;
-          } else {
-            in_buf.commit(rn);
-            ec = parse_buffered(p, in_buf);
-            if (ec == http::error::need_more) ec = {};
-          }
+        if constexpr (std::is_base_of_v<BodyReader, Parser>) {
+          auto [rec, rn] = co_await in.async_read_some(in_buf.prepare(read_room(in_buf)), tuple_awaitable);
+          ec = parse_read(p, in_buf, rec, rn);
         } else {
           auto [rec, rn] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
           ec = rec;

@@ -64,12 +64,14 @@ io::Awaitable<bool> send_raw(Stream& s, const std::string& bytes, std::chrono::m
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading the head ourselves, so the raw bytes can be checked before Beast parses them.
+// Reading a head whole before parsing it: the parsers (RequestParser, ResponseParser) read it in
+// one pass where it lies.
 
 // What an idle client connection holds for its next request head: most heads fit in one read.
 constexpr std::size_t kIdleBufferBytes = 2048;
 
-// Reads until `buf` holds a whole head; returns where it ends. A request head waits on an idle
+// Reads until `buf` holds a whole head; returns where it ends (header_limit past `limit` bytes,
+// whole or not). A request head waits on an idle
 // connection (the buffer is kept small there); a response's read takes the room the pooled
 // connection's buffer has, and an end of stream is Beast's: end_of_stream before the first byte,
 // partial_message after it.
@@ -88,12 +90,13 @@ io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s
       continue;
     }
     auto end = find_head_end(data, searched);
+    if (end != std::string_view::npos && end > limit) co_return std::pair{beast::error_code(http::error::header_limit), std::size_t{0}};
     if (end != std::string_view::npos) co_return std::pair{beast::error_code{}, end};
     if (buf.size() > limit) co_return std::pair{beast::error_code(http::error::header_limit), std::size_t{0}};
     searched = buf.size();
     std::size_t room;
     if (response) {
-      room = upstream_read_room(buf);
+      room = read_room(buf);
     } else {
       // An idle keep-alive connection waits here with this buffer: keep it small (a large upload
       // may have grown it), and let a head that does not fit in the first read grow it.
@@ -107,15 +110,6 @@ io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s
   }
 }
 
-// Parses a head already checked by raw_head_problem into `p`; the bytes are consumed.
-beast::error_code parse_head(MessageParser<true>& p, io::FlatBuffer& buf, std::size_t end) {
-  beast::error_code ec;
-  p.eager(false);
-  std::size_t used = p.put(net::buffer(buf.data().data(), end), ec);
-  if (!ec && (!p.is_header_done() || used != end)) ec = http::error::partial_message;
-  if (!ec) buf.consume(used);
-  return ec;
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -241,7 +235,7 @@ class Session {
   io::Awaitable<bool> serve_one(beast::error_code head_error, std::size_t head_end);
   // Resolves once, vets, dials the vetted address (connect_upstream: TLS where the destination says).
   io::Awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>> dial(const policy::Destination& d);
-  io::Awaitable<bool> serve_connect(RequestState& st, MessageParser<true>& p);
+  io::Awaitable<bool> serve_connect(RequestState& st, RequestParser& p);
   io::Awaitable<bool> intercept(RequestState& st, const policy::Destination& dest);
 
  public:
@@ -272,20 +266,16 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     co_return false;  // EOF, timeout or reset between requests: just close
   }
   st.audit.request_id = request_id();
-  std::string_view raw_head(static_cast<const char*>(buf_.data().data()), head_end);
-  if (auto problem = raw_head_problem(raw_head))
-    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request: " + *problem), false);
-
-  MessageParser<true> p;
-  p.header_limit(static_cast<std::uint32_t>(ctx_.max_header_bytes + 1));
-  p.body_limit(boost::none);
-  if (auto ec = parse_head(p, buf_, head_end))
-    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request: " + ec.message()), false);
+  RequestParser p;
+  if (p.put_head(std::string_view(static_cast<const char*>(buf_.data().data()), head_end))) {
+    // (The client's version, for the answer, when its request line got that far.)
+    st.version = p.version == 10 ? 10 : 11;
+    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, p.problem()), false);
+  }
+  buf_.consume(head_end);
   st.version = p.version;
   st.client_keep_alive = p.keep_alive();
   st.audit.method = p.method_string;
-  if (auto problem = framing_problem(p.framing))
-    co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "ambiguous framing: " + *problem), false);
 
   if (p.method == http::verb::connect) {
     // Not counted as in flight: a tunnel lives as long as the client wants, and the requests
@@ -378,7 +368,11 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     p.body.data = first_buf->data();
     p.body.size = RelayBuffer::kSize;
     lowest(client_).expires_after(ctx_.idle_timeout);
-    auto [fec, fn] = co_await http::async_read_some(client_, buf_, p, tuple_awaitable);
+    beast::error_code fec = parse_buffered(p, buf_);
+    if (fec == http::error::need_more) {
+      auto [rec, rn] = co_await client_.async_read_some(buf_.prepare(read_room(buf_)), tuple_awaitable);
+      fec = parse_read(p, buf_, rec, rn);
+    }
     if (fec == http::error::need_buffer) fec = {};
     if (fec && is_parse_error(fec))
       co_return co_await refuse(st, policy::Refusal::make(policy::code::bad_request, "malformed request body: " + fec.message()), false);
@@ -558,7 +552,6 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     conn->tcp().expires_after(ctx_.request_timeout);
     auto [ec, head_end] = co_await std::visit(
         [&](auto& up) { return read_raw_head(up, conn->buffer, ctx_.max_header_bytes, /*response=*/true); }, conn->stream);
-    if (!ec && head_end > ctx_.max_header_bytes) ec = http::error::header_limit;
     if (!ec) {
       const std::string_view raw(static_cast<const char*>(conn->buffer.data().data()), head_end);
       ec = rp.put_head(raw);
@@ -786,7 +779,7 @@ io::Awaitable<std::variant<std::unique_ptr<UpstreamConnection>, policy::Refusal>
 }
 
 template <class Client>
-io::Awaitable<bool> Session<Client>::serve_connect(RequestState& st, MessageParser<true>& p) {
+io::Awaitable<bool> Session<Client>::serve_connect(RequestState& st, RequestParser& p) {
   std::string_view target = p.target;
   st.audit.scheme = "https";
   auto dest = policy::parse_connect_authority(target);
