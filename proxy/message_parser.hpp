@@ -17,7 +17,6 @@
 #include <string>
 
 #include "policy/headers.hpp"
-#include "proxy/framing.hpp"
 #include "secrets/secret_value.hpp"
 
 namespace sidekey::proxy {
@@ -37,7 +36,6 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
 
   // The head, once is_header_done().
   policy::Headers fields;  // as received, in order; framing fields included
-  FramingFields framing;   // what framing_problem() judges
   unsigned version = 11;   // 10 or 11
   verb method = verb::unknown;  // requests
   std::string method_string;    // requests, as sent
@@ -61,7 +59,6 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
     policy::wipe_fields(fields);
     secrets::wipe(target);
     secrets::wipe(reason);
-    secrets::wipe(framing.transfer_encoding);
   }
 
  private:
@@ -74,23 +71,16 @@ class MessageParser final : public boost::beast::http::basic_parser<isRequest> {
     method_string.assign(m_str.data(), m_str.size());
     target.assign(t.data(), t.size());
     version = static_cast<unsigned>(v);
-    framing.version = version;
   }
 
   void on_response_impl(int code, string_view r, int v, error_code&) override {
     status = code;
     reason.assign(r.data(), r.size());
     version = static_cast<unsigned>(v);
-    framing.version = version;
   }
 
-  void on_field_impl(field f, string_view name, string_view value, error_code&) override {
+  void on_field_impl(field, string_view name, string_view value, error_code&) override {
     if (header_done_) return;  // a trailer
-    if (f == field::content_length) ++framing.content_length_count;
-    if (f == field::transfer_encoding) {
-      ++framing.transfer_encoding_count;
-      framing.transfer_encoding.assign(value.data(), value.size());
-    }
     if (fields.size() == fields.capacity()) grow();
     auto& h = fields.emplace_back();  // built in place: no temporary on the stack with the bytes
     h.name.assign(name.data(), name.size());

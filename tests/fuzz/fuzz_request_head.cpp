@@ -1,6 +1,6 @@
 // libFuzzer target for the request head path of the proxy, as proxy/session.cpp runs it:
-// find_head_end → raw_head_problem → Beast's request_parser<buffer_body> (put(), eager(false),
-// as parse_head does) → framing_problem → destination (absolute-form, reverse route, CONNECT,
+// find_head_end → RequestParser (its own target, fuzz_request_parser, holds it to Beast's
+// parser) → destination (absolute-form, reverse route, CONNECT,
 // or an intercepted connection to api.openai.com:443) → decide() → rewrite() with a fixed
 // policy and a fixed secret lookup.
 //
@@ -35,6 +35,7 @@
 #include "policy/loader.hpp"
 #include "policy/rewrite.hpp"
 #include "proxy/framing.hpp"
+#include "proxy/request_parser.hpp"
 
 namespace http = boost::beast::http;
 using namespace sidekey::policy;
@@ -242,37 +243,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   if (end == std::string_view::npos) return 0;
   std::string_view raw_head = input.substr(0, end);
-  if (sidekey::proxy::raw_head_problem(raw_head)) return 0;
+  sidekey::proxy::RequestParser p;
+  if (p.put_head(raw_head)) return 0;
 
-  http::request_parser<http::buffer_body> p;
-  p.header_limit(65536 + 1);
-  p.body_limit(boost::none);
-  p.eager(false);
-  boost::beast::error_code ec;
-  std::size_t used = p.put(boost::asio::buffer(raw_head.data(), raw_head.size()), ec);
-  if (!ec && (!p.is_header_done() || used != end)) ec = http::error::partial_message;
-  if (ec) return 0;
-  auto& req = p.get();
-
-  sidekey::proxy::FramingFields framing;
   Headers headers;
-  for (const auto& field : req) {
-    check(header_safe(field.name_string()) && header_safe(field.value()), "Beast let CR, LF or NUL into a field");
-    if (field.name() == http::field::content_length) ++framing.content_length_count;
-    if (field.name() == http::field::transfer_encoding) {
-      ++framing.transfer_encoding_count;
-      framing.transfer_encoding = std::string(field.value());
-    }
-    if (field.name() == http::field::content_length || field.name() == http::field::transfer_encoding) continue;
-    headers.push_back({std::string(field.name_string()), std::string(field.value())});
+  for (const auto& field : p.fields) {
+    check(header_safe(field.name) && header_safe(field.value), "the parser let CR, LF or NUL into a field");
+    if (iequals(field.name, "content-length") || iequals(field.name, "transfer-encoding")) continue;
+    headers.push_back(field);
   }
-  framing.version = req.version();
-  if (sidekey::proxy::framing_problem(framing)) return 0;
 
   const PolicySnapshot& pol = policy();
-  std::string_view method = req.method_string();
-  std::string target(req.target());
-  if (req.method() == http::verb::connect) {
+  std::string_view method = p.method_string;
+  std::string target = p.target;
+  if (p.method == http::verb::connect) {
     if (auto dest = parse_connect_authority(target)) {
       auto c = pol.decide_connect(*dest);
       (void)c;
@@ -290,7 +274,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (const Route* route = pol.route_for(target)) decide_and_rewrite(input, route->destination, method, route->map_target(target), headers);
   // An intercepted connection (CONNECT api.openai.com:443): Host must name the authority.
   const Destination intercepted{"https", "api.openai.com", 443, true};
-  auto hp = split_host_port(req[http::field::host]);
+  const Header* host = find_header(p.fields, "host");
+  auto hp = split_host_port(host ? std::string_view(host->value) : std::string_view{});
   if (hp && hp->host == intercepted.host && (hp->port != 0 ? hp->port : 443) == intercepted.port)
     decide_and_rewrite(input, intercepted, method, target, headers);
   return 0;

@@ -1,0 +1,238 @@
+// libFuzzer target for proxy/request_parser.hpp: RequestParser, which reads a client's request
+// head in one pass and judges its framing itself, against what the proxy ran before it on the
+// same bytes: the raw-head checks (bare LF, CR or NUL inside a line, obs-fold, whitespace before
+// a colon, a line without a name), Beast's request_parser<string_body>, then the framing checks
+// on the parsed fields (Content-Length twice, with Transfer-Encoding, Transfer-Encoding twice,
+// in HTTP/1.0 or other than "chunked"). That pipeline is kept here as the reference.
+//
+// Input: a byte for the piece size, a byte for the window size, then the bytes the client sends
+// (stray CRLFs before the request line are dropped first, as the session's head read does).
+// Checks, aborting on failure:
+// - never looser: a head the reference refuses is refused; a head RequestParser accepts, the
+//   reference accepts;
+// - stricter only where documented: a head the reference accepts may be refused only with
+//   bad_content_length (a Content-Length of more than 19 digits);
+// - both accept: the same method (and verb), target, version, fields (in order, names and values
+//   as sent without surrounding whitespace), keep_alive(), chunked(), content_length(); then the
+//   body fed in pieces through a window of any size, the end of the input as the end of the
+//   stream: the same error (or none), the same completion, the same body bytes, and the same end
+//   of the body in the input (what follows is the next request).
+//
+// Build: scripts/fuzz.sh builds it with the others (build/fuzz).
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/encoding.hpp"
+#include "proxy/framing.hpp"
+#include "proxy/request_parser.hpp"
+
+namespace http = boost::beast::http;
+using sidekey::iequals;
+using sidekey::proxy::RequestParser;
+
+namespace {
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "fuzz_request_parser: %s\n", what);
+  std::abort();
+}
+void check(bool ok, const char* what) {
+  if (!ok) fail(what);
+}
+
+// The reference's raw-head checks (proxy/framing.cpp's raw_head_problem before RequestParser).
+bool raw_head_refused(std::string_view head) {
+  std::size_t line_start = 0;
+  bool first = true;
+  while (line_start < head.size()) {
+    std::size_t lf = head.find('\n', line_start);
+    if (lf == std::string_view::npos) return true;
+    if (lf == line_start || head[lf - 1] != '\r') return true;  // bare LF
+    std::string_view line = head.substr(line_start, lf - 1 - line_start);
+    if (line.empty()) break;  // the blank line
+    for (char c : line)
+      if (c == '\r' || c == '\0') return true;
+    if (!first) {
+      if (line[0] == ' ' || line[0] == '\t') return true;  // obs-fold
+      auto colon = line.find(':');
+      if (colon == std::string_view::npos || colon == 0) return true;
+      char before = line[colon - 1];
+      if (before == ' ' || before == '\t') return true;
+    }
+    first = false;
+    line_start = lf + 1;
+  }
+  return false;
+}
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+// The reference's framing checks on the parsed fields (framing_problem before RequestParser).
+bool framing_refused(const Fields& fields, unsigned version) {
+  int lengths = 0, codings = 0;
+  std::string coding;
+  for (const auto& [name, value] : fields) {
+    if (iequals(name, "content-length")) ++lengths;
+    if (iequals(name, "transfer-encoding")) {
+      ++codings;
+      coding = value;
+    }
+  }
+  if (lengths > 1 || (codings && lengths) || codings > 1 || (codings && version < 11)) return true;
+  return codings == 1 && !iequals(coding, "chunked");
+}
+
+struct Reference {
+  http::request_parser<http::string_body> p;
+  boost::system::error_code ec;  // the first error, head or body
+  bool head_ok = false;
+  std::size_t consumed = 0;  // of the input (what follows is the next request's)
+  Fields fields;
+  bool keep_alive = false, chunked = false;
+  boost::optional<std::uint64_t> content_length;
+};
+
+void run_reference(Reference& b, std::string_view in) {
+  b.p.eager(false);  // the head alone first, as the proxy's parse of it was
+  b.p.header_limit(1 << 20);
+  // string_body reserves a declared Content-Length up front: a limit keeps the reference from
+  // running out of memory on a length of gigabytes (such inputs are skipped, below).
+  b.p.body_limit(1 << 20);
+  std::size_t at = 0;
+  while (!b.p.is_done()) {
+    boost::system::error_code ec;
+    const std::size_t used = b.p.put(boost::asio::buffer(in.data() + at, in.size() - at), ec);
+    at += used;
+    b.consumed = at;
+    if (b.p.is_header_done() && !b.head_ok) {
+      b.head_ok = true;
+      for (const auto& f : b.p.get()) b.fields.emplace_back(std::string(f.name_string()), std::string(f.value()));
+      b.keep_alive = b.p.keep_alive();
+      b.chunked = b.p.chunked();
+      b.content_length = b.p.content_length();
+      b.p.eager(true);
+    }
+    if (ec == http::error::need_more) {
+      if (!b.p.got_some()) {
+        b.ec = http::error::partial_message;
+        return;
+      }
+      b.p.put_eof(ec);
+      if (ec) b.ec = ec;
+      return;
+    }
+    if (ec) {
+      b.ec = ec;
+      return;
+    }
+    if (used == 0 && at < in.size()) fail("Beast made no progress");
+    if (at == in.size() && !b.p.is_done()) {
+      b.p.put_eof(ec);
+      if (ec) b.ec = ec;
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 2) return 0;
+  const std::size_t step = 2 + data[0] % 63;  // (Beast 1.81 asserts on 1-byte pieces after a final chunk)
+  const std::size_t window = 1 + data[1] % 48;
+  std::string_view in(reinterpret_cast<const char*>(data) + 2, size - 2);
+  while (in.size() >= 2 && in[0] == '\r' && in[1] == '\n') in.remove_prefix(2);  // as read_raw_head
+
+  const std::size_t head_end = sidekey::proxy::find_head_end(in);
+  if (head_end == std::string_view::npos) return 0;  // the proxy reads on (or refuses at its limit)
+  const std::string_view raw = in.substr(0, head_end);
+
+  Reference b;
+  const bool raw_refused = raw_head_refused(raw);
+  if (!raw_refused) run_reference(b, in);
+  if (b.ec == http::error::body_limit) return 0;  // the reference's own limit, not a finding
+  // What the reference's head verdict was: the raw checks, Beast's head (the whole of `raw`),
+  // then the framing checks.
+  const bool ref_ok = !raw_refused && b.head_ok && !framing_refused(b.fields, b.p.get().version());
+
+  RequestParser r;
+  const auto ec = r.put_head(raw);
+  if (ec) {
+    check(!r.problem().empty(), "refused without a reason for the client");
+    check(!ref_ok || ec == http::error::bad_content_length, "refused a head the reference accepts, for a reason not documented");
+    return 0;
+  }
+  check(ref_ok, "accepted a head the reference refuses");
+  check(b.consumed >= head_end, "Beast's head is longer than the head");
+  const auto& bh = b.p.get();
+  check(r.version == bh.version(), "version");
+  check(r.method_string == std::string_view(bh.method_string().data(), bh.method_string().size()), "method");
+  check(r.method == bh.method(), "verb");
+  check(r.target == std::string_view(bh.target().data(), bh.target().size()), "target");
+  Fields ours;
+  for (const auto& h : r.fields) ours.emplace_back(h.name, h.value);
+  check(ours == b.fields, "fields");
+  check(r.chunked() == b.chunked, "chunked()");
+  const auto& bl = b.content_length;
+  check(r.content_length().has_value() == bl.has_value() && (!bl || *r.content_length() == *bl), "content_length()");
+  check(!r.need_eof(), "a request body runs to the end of the stream");
+  check(r.keep_alive() == b.keep_alive, "keep_alive()");
+
+  // The body, in pieces of `step` through a window of `window` bytes.
+  std::string body, pending(in.substr(head_end));
+  boost::system::error_code bec;
+  std::vector<char> win(window);
+  std::size_t consumed = head_end;
+  for (int guard = 0; guard < 1000000 && !r.is_done(); ++guard) {
+    r.body.data = win.data();
+    r.body.size = win.size();
+    if (pending.empty()) {
+      r.put_eof(bec);
+      body.append(win.data(), window - r.body.size);
+      break;
+    }
+    const std::size_t n = std::min(step, pending.size());
+    const std::size_t used = r.put(boost::asio::buffer(pending.data(), n), bec);
+    body.append(win.data(), window - r.body.size);
+    if (bec == http::error::need_buffer) bec = {};
+    if (bec == http::error::need_more) {
+      bec = {};
+      if (used == 0 && n == pending.size()) {  // all of it, and still not a whole element
+        r.put_eof(bec);
+        break;
+      }
+      if (used == 0) {  // a piece too small for the next element: give it more at once
+        const std::size_t used_all = r.put(boost::asio::buffer(pending.data(), pending.size()), bec);
+        body.append(win.data(), window - r.body.size);
+        if (bec == http::error::need_buffer || bec == http::error::need_more) bec = {};
+        if (bec) break;
+        pending.erase(0, used_all);
+        consumed += used_all;
+        if (used_all == 0) {
+          r.put_eof(bec);
+          break;
+        }
+        continue;
+      }
+    }
+    if (bec) break;
+    pending.erase(0, used);
+    consumed += used;
+  }
+  check(bec == b.ec, "body error differs");
+  if (!bec) {
+    check(r.is_done() == b.p.is_done(), "completion differs");
+    check(body == b.p.get().body(), "body bytes differ");
+    check(consumed == b.consumed, "body end differs");
+  }
+  return 0;
+}
