@@ -171,9 +171,8 @@ beast::error_code parse_buffered(Parser& p, io::FlatBuffer& buf) {
 }
 
 // What a read of `n` bytes into `buf` (or its error) brings a parser of our own (BodyReader):
-// the end of the stream, the read's error, or what it parsed of the bytes buffered (nothing
-// whole yet is no error: read again). The rest of http::async_read_some's steps, after
-// parse_buffered().
+// the end of the stream, the read's error, or what it parsed of the bytes buffered (need_more:
+// nothing whole yet). The rest of http::async_read_some's steps, after parse_buffered().
 template <class Parser>
 beast::error_code parse_read(Parser& p, io::FlatBuffer& buf, const beast::error_code& rec, std::size_t n) {
   beast::error_code ec;
@@ -183,9 +182,7 @@ beast::error_code parse_read(Parser& p, io::FlatBuffer& buf, const beast::error_
   }
   if (rec) return rec;
   buf.commit(n);
-  ec = parse_buffered(p, buf);
-  if (ec == http::error::need_more) ec = {};
-  return ec;
+  return parse_buffered(p, buf);
 }
 
 // Runs the hook outside the relay's coroutine, so that its optional refusal (large) never sits in
@@ -303,6 +300,7 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
         if constexpr (std::is_base_of_v<BodyReader, Parser>) {
           auto [rec, rn] = co_await in.async_read_some(in_buf.prepare(read_room(in_buf)), tuple_awaitable);
           ec = parse_read(p, in_buf, rec, rn);
+          if (ec == http::error::need_more) ec = {};  // (read again, the limit above checked first)
         } else {
           auto [rec, rn] = co_await http::async_read_some(in, in_buf, p, tuple_awaitable);
           ec = rec;

@@ -368,8 +368,14 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     p.body.data = first_buf->data();
     p.body.size = RelayBuffer::kSize;
     lowest(client_).expires_after(ctx_.idle_timeout);
+    // Read until the first element is whole (http::async_read_some's loop): a chunk's size line
+    // is judged before anything goes upstream, however many reads it takes.
     beast::error_code fec = parse_buffered(p, buf_);
-    if (fec == http::error::need_more) {
+    while (fec == http::error::need_more) {
+      if (buf_.size() >= kPendingFramingLimit) {
+        fec = http::error::header_limit;
+        break;
+      }
       auto [rec, rn] = co_await client_.async_read_some(buf_.prepare(read_room(buf_)), tuple_awaitable);
       fec = parse_read(p, buf_, rec, rn);
     }
@@ -683,6 +689,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   if (!switching) connection = st.version == 10 ? (keep ? "keep-alive" : "") : (keep ? "" : "close");
   OutHead down_head = render_response_head(st.version, rp.status, reason, res_headers, down_framing, connection);
   rp.clear_head();  // the buffer is read into next: the views would dangle
+  reason = {};
 
   auto scrub = [&](std::string_view piece, bool last, std::string& out) -> std::optional<policy::Refusal> {
     scrubber.feed(piece, out);

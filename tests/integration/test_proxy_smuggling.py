@@ -12,6 +12,7 @@ path is skipped there, with its reason, through `skip_cases`."""
 import os
 import shutil
 import tempfile
+import time
 import unittest
 
 from upstreams import (RawClient, Raw, Reply, TestCA, Upstream, _Closed, fill, open_tunnel, proxy_sidekey,
@@ -83,9 +84,13 @@ class SmugglingCases:
 
     def refused(self, data, statuses=(400,)):
         """Sends `data` on a fresh connection; asserts a 4xx JSON refusal, a closed connection, and
-        an upstream that got nothing."""
+        an upstream that got nothing. A list of pieces is sent one write at a time, with a pause
+        between, so that sidekey reads them apart."""
         with self.open() as c:
-            c.send(data)
+            for i, piece in enumerate(data if isinstance(data, list) else [data]):
+                if i:
+                    time.sleep(0.2)
+                c.send(piece)
             try:
                 r = c.read_response()
             except (ConnectionResetError, _Closed):
@@ -160,6 +165,14 @@ class SmugglingCases:
                       "5;\x01\r\nhello\r\n0\r\n\r\n"):
             with self.subTest(chunk=chunk):
                 self.refused(self.line() + "Transfer-Encoding: chunked\r\n\r\n" + chunk)
+
+    def test_bad_chunk_size_line_split_across_reads(self):
+        # The first chunk's size line is judged before anything goes upstream, however many reads
+        # it takes to arrive (a size line, or its extensions, cut by the client's writes).
+        head = self.line() + "Transfer-Encoding: chunked\r\n\r\n"
+        self.refused([head, "z", "z\r\nhello\r\n0\r\n\r\n"])
+        self.refused([head + "5;name=", "va\x01lue\r\nhello\r\n0\r\n\r\n"])
+        self.refused([head + "5", "\nhello\r\n0\r\n\r\n"])
 
     def test_bad_chunk_after_good_ones_never_completes_upstream(self):
         # The head and the first chunk may already be on their way; the upstream must never see
