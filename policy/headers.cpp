@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <span>
 
 #include "core/encoding.hpp"
 #include "secrets/secret_value.hpp"
@@ -54,6 +53,12 @@ void remove_header(Headers& h, std::string_view name) {
   std::erase_if(h, [&](const Header& f) { return iequals(f.name, name); });
 }
 
+void remove_headers(Headers& h, std::initializer_list<std::string_view> names) {
+  std::erase_if(h, [&](const Header& f) {
+    return std::any_of(names.begin(), names.end(), [&](std::string_view n) { return iequals(f.name, n); });
+  });
+}
+
 void wipe_spare(Headers& h) noexcept {
   if (h.capacity() > h.size()) secrets::wipe(h.data() + h.size(), (h.capacity() - h.size()) * sizeof(Header));
 }
@@ -83,8 +88,10 @@ bool is_upgrade_request(const Headers& h) { return find_header(h, "upgrade") && 
 namespace {
 
 // The fields strip_hop_by_hop() drops, decided on the fields as received: drop[i] for field i.
-// Returns whether an upgrade is kept (Connection then becomes just "upgrade").
-bool mark_hop_by_hop(std::span<const FieldView> h, bool keep_upgrade, bool* drop) {
+// Returns whether an upgrade is kept (Connection then becomes just "upgrade"). Either kind of
+// fields (owned or views).
+template <class Fields>
+bool mark_hop_by_hop(const Fields& h, bool keep_upgrade, bool* drop) {
   // The Connection fields' values, found once (more than a few: looked up again per field).
   constexpr std::size_t kListed = 4;
   std::string_view listed[kListed];
@@ -148,18 +155,8 @@ void keep_unmarked(Fields& h, const bool* drop, Gone gone) {
 }  // namespace
 
 void strip_hop_by_hop(Headers& h, bool keep_upgrade) {
-  // Judged on views of the fields (the same pass as for a response's views).
-  constexpr std::size_t kInline = 64;
-  FieldView inline_views[kInline];
-  std::unique_ptr<FieldView[]> heap_views;
-  FieldView* views = inline_views;
-  if (h.size() > kInline) {
-    heap_views = std::make_unique<FieldView[]>(h.size());
-    views = heap_views.get();
-  }
-  for (std::size_t i = 0; i < h.size(); ++i) views[i] = {h[i].name, h[i].value};
   DropFlags drop(h.size());
-  const bool upgrading = mark_hop_by_hop({views, h.size()}, keep_upgrade, drop.get());
+  const bool upgrading = mark_hop_by_hop(h, keep_upgrade, drop.get());
   keep_unmarked(h, drop.get(), [](Header& f) {
     secrets::wipe(f.name);  // an upstream's field may echo what was written, in either
     secrets::wipe(f.value);

@@ -1,6 +1,7 @@
 #pragma once
 // The request head as policy code sees it: no Beast types, so this stays pure and testable.
 // The proxy converts to and from its parser's fields.
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,8 @@ struct RequestHead {
 // First header of that name (case-insensitive), or nullptr.
 const Header* find_header(const Headers& h, std::string_view name);
 void remove_header(Headers& h, std::string_view name);
+// Every field named one of `names` (case-insensitive), in one pass.
+void remove_headers(Headers& h, std::initializer_list<std::string_view> names);
 
 // `Connection` lists "upgrade" and an `Upgrade` header is present (WebSocket and the like).
 bool is_upgrade_request(const Headers& h);

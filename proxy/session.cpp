@@ -402,20 +402,19 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     conn = std::move(std::get<std::unique_ptr<UpstreamConnection>>(dialed));
   }
 
-  // The upstream head: the plan's fields, our framing.
+  // The upstream head: the plan's fields (wiped with the plan), our framing.
   bool chunked_in = p.chunked();
   auto length_in = p.content_length();
-  // The upstream head: the plan's fields (wiped with the plan), our framing. Beast's message
-  // never holds an injected value.
   policy::Headers& fields = plan.headers;
-  policy::remove_header(fields, "Content-Length");  // framing is ours to set, below
-  policy::remove_header(fields, "Transfer-Encoding");
-  policy::remove_header(fields, "Expect");  // sidekey answers 100-continue itself, once the request may go
-  // A compressed echo would carry the plaintext past the scrubber: ask for the identity coding.
+  // Framing is ours to set (below); sidekey answers 100-continue itself, once the request may
+  // go. A compressed echo would carry the plaintext past the scrubber: the identity coding is
+  // asked for, and no permessage-deflate.
   if (plan.scrub) {
-    policy::remove_header(fields, "Accept-Encoding");
+    policy::remove_headers(fields, {"Content-Length", "Transfer-Encoding", "Expect", "Accept-Encoding",
+                                    "Sec-WebSocket-Extensions"});
     fields.push_back({"Accept-Encoding", "identity"});
-    policy::remove_header(fields, "Sec-WebSocket-Extensions");  // no permessage-deflate past the scrubber
+  } else {
+    policy::remove_headers(fields, {"Content-Length", "Transfer-Encoding", "Expect"});
   }
   Framing up_framing;
   std::optional<policy::BodySubstituter> substituter;

@@ -25,6 +25,30 @@ BOOST_AUTO_TEST_CASE(strips_hop_by_hop) {
   BOOST_TEST(names(h) == (V{"Host", "Authorization", "Accept"}));
 }
 
+BOOST_AUTO_TEST_CASE(strips_the_same_from_views) {
+  Headers owned = {{"Host", "a"}, {"Connection", "keep-alive, X-Custom, upgrade"}, {"x-custom", "1"},
+                   {"Upgrade", "websocket"}, {"TE", "trailers"}, {"Accept", "*/*"}};
+  FieldViews views;
+  for (const auto& f : owned) views.push_back({f.name, f.value});
+  for (bool keep_upgrade : {false, true}) {
+    Headers h = owned;
+    FieldViews v = views;
+    strip_hop_by_hop(h, keep_upgrade);
+    strip_hop_by_hop(v, keep_upgrade);
+    BOOST_REQUIRE_EQUAL(h.size(), v.size());
+    for (std::size_t i = 0; i < h.size(); ++i) {
+      BOOST_TEST(h[i].name == v[i].name);
+      BOOST_TEST(h[i].value == v[i].value);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(removes_several_names_in_one_pass) {
+  Headers h = {{"Host", "a"}, {"content-length", "5"}, {"Expect", "100-continue"}, {"X", "1"}, {"EXPECT", "x"}};
+  remove_headers(h, {"Content-Length", "Expect", "Absent"});
+  BOOST_TEST(names(h) == (V{"Host", "X"}));
+}
+
 BOOST_AUTO_TEST_CASE(connection_tokens_case_and_repeats) {
   Headers h = {{"connection", " X-A ,x-b"}, {"CONNECTION", "X-C"}, {"x-a", "1"}, {"X-B", "2"}, {"x-c", "3"}, {"x-d", "4"}};
   strip_hop_by_hop(h);
