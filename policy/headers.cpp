@@ -92,23 +92,31 @@ namespace {
 // fields (owned or views).
 template <class Fields>
 bool mark_hop_by_hop(const Fields& h, bool keep_upgrade, bool* drop) {
-  // The Connection fields' values, found once (more than a few: looked up again per field).
-  constexpr std::size_t kListed = 4;
-  std::string_view listed[kListed];
-  std::size_t connection_fields = 0;
-  for (const auto& f : h)
-    if (f.name.size() == 10 && iequals(f.name, "connection")) {
-      if (connection_fields < kListed) listed[connection_fields] = f.value;
-      ++connection_fields;
+  // The Connection fields' tokens, split once (more than a few: the lists are read again per
+  // field).
+  constexpr std::size_t kTokens = 8;
+  std::string_view tokens[kTokens];
+  std::size_t token_count = 0, connection_fields = 0;
+  bool many = false;
+  for (const auto& f : h) {
+    if (f.name.size() != 10 || !iequals_same_size(f.name, "connection")) continue;
+    ++connection_fields;
+    for (std::string_view rest = f.value; !many;) {
+      const auto comma = rest.find(',');
+      if (token_count == kTokens) many = true;
+      else tokens[token_count++] = trim_ows(rest.substr(0, comma));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
     }
+  }
   auto named_by_connection_field = [&](std::string_view name) {
-    if (connection_fields > kListed) {
+    if (many) {
       for (const auto& f : h)
         if (iequals(f.name, "connection") && lists(f.value, name)) return true;
       return false;
     }
-    for (std::size_t i = 0; i < connection_fields; ++i)
-      if (lists(listed[i], name)) return true;
+    for (std::size_t i = 0; i < token_count; ++i)
+      if (iequals(tokens[i], name)) return true;
     return false;
   };
   bool has_upgrade = false;
