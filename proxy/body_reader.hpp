@@ -137,6 +137,13 @@ class BodyReader {
   bool need_eof() const { return mode_ == Mode::to_eof; }
   bool keep_alive() const;
 
+  // A body delimited by its length, taken whole from the buffer by the caller (which consumed
+  // it): done.
+  void take_whole_body() {
+    remaining_ = 0;
+    done_ = true;
+  }
+
  protected:
   BodyReader();
   ~BodyReader();

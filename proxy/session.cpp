@@ -68,6 +68,10 @@ io::Awaitable<bool> send_raw(Stream& s, const std::string& bytes, std::chrono::m
 // one pass where it lies.
 
 // What an idle client connection holds for its next request head: most heads fit in one read.
+// The largest response body scrubbed whole when it came with its head (sent with its new
+// Content-Length rather than re-chunked).
+constexpr std::uint64_t kWholeScrubBytes = 16384;
+
 constexpr std::size_t kIdleBufferBytes = 2048;
 
 // Reads until `buf` holds a whole head; returns where it ends (header_limit past `limit` bytes,
@@ -665,9 +669,24 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   bool chunked_out = rp.chunked();
   auto length_out = rp.content_length();
   bool header_only = header_only_response(p.method, rp.status);
+  // Scrubbing changes the length. A body that is here whole (it came with its head, as most small
+  // answers do) is scrubbed before the head is rendered and goes with its new length; any other
+  // is re-chunked (or close-delimited for HTTP/1.0). Only scrubbed text is held: the raw bytes
+  // stay in the connection's buffer, wiped below if they held a form of what was written.
+  std::string whole;
+  std::optional<std::uint64_t> whole_raw;
   if (scrubbing && length_out && !header_only) {
-    length_out.reset();  // scrubbing changes the length: re-chunked (or close-delimited for HTTP/1.0)
-    chunked_out = true;
+    if (!switching && *length_out <= kWholeScrubBytes && *length_out <= conn->buffer.size()) {
+      whole_raw = *length_out;
+      scrubber.feed(std::string_view(static_cast<const char*>(conn->buffer.data().data()), *length_out), whole);
+      scrubber.finish(whole);
+      conn->buffer.consume(*length_out);
+      rp.take_whole_body();
+      length_out = whole.size();
+    } else {
+      length_out.reset();
+      chunked_out = true;
+    }
   }
   bool eof_delimited = rp.need_eof() && !chunked_out && !length_out;
   res_headers.push_back({"X-Sidekey-Request-Id", st.audit.request_id});
@@ -695,12 +714,17 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     if (last) scrubber.finish(out);
     return std::nullopt;
   };
+  std::uint64_t relayed = 0;
   RelayResult got = co_await std::visit(
       [&](auto& up) {
-        return relay_body(up, conn->buffer, rp, client_, std::move(down_head), scrub, ctx_.idle_timeout,
-                          st.audit.bytes_out, !scrubbing, std::nullopt, header_only);
+        if (whole_raw)  // scrubbed already: relayed as it is
+          return relay_body(up, conn->buffer, rp, client_, std::move(down_head), scrub, ctx_.idle_timeout, relayed,
+                            true, std::string_view(whole), header_only);
+        return relay_body(up, conn->buffer, rp, client_, std::move(down_head), scrub, ctx_.idle_timeout, relayed,
+                          !scrubbing, std::nullopt, header_only);
       },
       conn->stream);
+  st.audit.bytes_out += whole_raw ? *whole_raw : relayed;  // the upstream's body bytes
   st.audit.scrubbed = scrubber.replaced();
   bool reusable = got.status == RelayStatus::ok && rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0;
   // The buffer held the response before scrubbing (after a switch it holds the first frames).

@@ -751,16 +751,21 @@ class ScrubCases:
 class PlainHTTPTest(ScrubCases, unittest.TestCase):
     transport_class = PlainHTTP
 
-    def test_http10_client_gets_a_scrubbed_close_delimited_body(self):
-        with RawClient(ENV.sk.proxy_addr, timeout=WAIT) as c:
-            c.send("GET %s/r/json HTTP/1.0\r\n\r\n" % self.t.up.url)
-            r = c.read_response()
-            self.assertEqual(r.status, 200, r)
-            self.assertIsNone(r.header("Transfer-Encoding"))
-            self.assertIsNone(r.header("Content-Length"))
-            self.assertTrue(c.is_closed())
-        self.assert_clean(r.raw)
-        self.assertEqual(json.loads(r.body)["auth"], "Bearer " + REF_S)
+    def test_http10_client_gets_a_scrubbed_body_with_its_new_length(self):
+        # A small body comes with its head: it is scrubbed whole and keeps a Content-Length (the
+        # scrubbed length), so an HTTP/1.0 client that asks for keep-alive keeps its connection.
+        for keep_alive in (False, True):
+            with RawClient(ENV.sk.proxy_addr, timeout=WAIT) as c:
+                c.send("GET %s/r/json HTTP/1.0\r\n%s\r\n"
+                       % (self.t.up.url, "Connection: keep-alive\r\n" if keep_alive else ""))
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r)
+                self.assertIsNone(r.header("Transfer-Encoding"))
+                self.assertEqual(r.header("Content-Length"), str(len(r.body)))
+                self.assertEqual(c.is_closed(), not keep_alive)
+            self.assert_clean(r.raw)
+            self.assertEqual(json.loads(r.body)["auth"], "Bearer " + REF_S)
+            self.assertGreater(self.audit_of(r)["scrubbed"], 0)
 
     def test_audit_lines_never_hold_a_value(self):
         self.request("/r/echo")
