@@ -183,7 +183,7 @@ def body_for(kind, req):
 
 
 def lab(req):
-    """The handler of both upstreams: /[noscrub/|query/|body/]r/KIND[?framing=length|close|chunk1]."""
+    """The handler of both upstreams: /[noscrub/|query/|body/]r/KIND[?framing=length|whole|late|close|chunk1]."""
     path = req.path
     for p in ("/noscrub", "/query", "/body"):
         if path.startswith(p + "/"):
@@ -242,7 +242,9 @@ def lab(req):
         return CleanClose(Reply(200, body, content_type=ctype, no_length=True))
     if framing == "chunk1":
         return Chunks([body[i:i + 1] for i in range(len(body))], content_type=ctype)
-    return Reply(200, body, content_type=ctype)
+    # whole: head and body in one write (they reach sidekey together); late: the body a moment
+    # after the head (sidekey has read the head alone).
+    return Reply(200, body, content_type=ctype, one_write=framing == "whole", late_body=framing == "late")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -378,7 +380,7 @@ class ScrubCases:
     # -- echo of the request ------------------------------------------------------------------
     def test_echo_of_the_injected_headers(self):
         before = self.scrubbed_total()
-        r = self.request("/r/echo?x=1", headers=[("Authorization", "Bearer agent-junk")])
+        r = self.request("/r/echo?framing=late", headers=[("Authorization", "Bearer agent-junk")])
         self.assertEqual(r.status, 200, r)
         self.assert_upstream_got_secrets()
         self.assert_clean(r.raw)
@@ -387,8 +389,8 @@ class ScrubCases:
         self.assertEqual(got["authorization"], "Bearer " + REF_S)
         self.assertEqual(got["x-weird"], REF_W)
         self.assertEqual(got["x-basic-cred"], "alice:" + REF_S)
-        self.assertEqual(doc["target"], "/r/echo?x=1", "the rest of the echo is intact")
-        # The length changed: re-chunked, no stale Content-Length.
+        self.assertEqual(doc["target"], "/r/echo?framing=late", "the rest of the echo is intact")
+        # The length changed, and the body came after the head: re-chunked, no stale Content-Length.
         self.assertEqual((r.header("Transfer-Encoding") or "").lower(), "chunked", r.headers)
         self.assertIsNone(r.header("Content-Length"))
         rec = self.audit_of(r)
@@ -399,6 +401,22 @@ class ScrubCases:
         self.assertTrue(wait_for(lambda: self.scrubbed_total() >= before + rec["scrubbed"], timeout=5),
                         "sidekey_scrubbed_total grows by the audit line's count (%s, was %s)"
                         % (self.scrubbed_total(), before))
+
+    def test_a_body_that_came_with_its_head_keeps_a_content_length(self):
+        # Scrubbed whole before the head goes out: the new length, not re-chunked; the same body
+        # as when it comes after its head and is re-chunked.
+        late = self.request("/r/json?framing=late")
+        r = self.request("/r/json?framing=whole")
+        self.assertEqual(r.status, 200, r)
+        self.assert_clean(r.raw)
+        self.assertIsNone(r.header("Transfer-Encoding"))
+        self.assertEqual(r.header("Content-Length"), str(len(r.body)))
+        self.assertEqual((late.header("Transfer-Encoding") or "").lower(), "chunked")
+        self.assertEqual(r.body, late.body)
+        self.assertEqual(json.loads(r.body)["secret"], REF_S)
+        self.assertGreater(self.audit_of(r)["scrubbed"], 0)
+        self.assertEqual(self.audit_of(r)["bytes_out"], self.audit_of(late)["bytes_out"],
+                         "bytes_out counts the upstream's body either way")
 
     def test_echo_close_delimited_and_one_byte_chunks(self):
         # The same echo, framed by closing, and as one chunk per byte (every match split across
@@ -756,7 +774,7 @@ class PlainHTTPTest(ScrubCases, unittest.TestCase):
         # scrubbed length), so an HTTP/1.0 client that asks for keep-alive keeps its connection.
         for keep_alive in (False, True):
             with RawClient(ENV.sk.proxy_addr, timeout=WAIT) as c:
-                c.send("GET %s/r/json HTTP/1.0\r\n%s\r\n"
+                c.send("GET %s/r/json?framing=whole HTTP/1.0\r\n%s\r\n"
                        % (self.t.up.url, "Connection: keep-alive\r\n" if keep_alive else ""))
                 r = c.read_response()
                 self.assertEqual(r.status, 200, r)

@@ -159,11 +159,15 @@ class ConnWriter:
             data = data.encode("latin-1")
         self.sock.sendall(data)
 
-    def head(self, status, headers=(), reason=None):
+    @staticmethod
+    def head_text(status, headers=(), reason=None):
         reason = reason if reason is not None else _REASONS.get(status, "Whatever")
         lines = ["HTTP/1.1 %d %s" % (status, reason)]
         lines += ["%s: %s" % (n, v) for n, v in headers]
-        self.send("\r\n".join(lines) + "\r\n\r\n")
+        return "\r\n".join(lines) + "\r\n\r\n"
+
+    def head(self, status, headers=(), reason=None):
+        self.send(self.head_text(status, headers, reason))
 
     def chunk(self, data):
         if isinstance(data, str):
@@ -195,15 +199,18 @@ def _no_body(req, status):
 
 class Reply:
     """A fixed response. `chunked` sends the body as chunks of `chunk_size`; `no_length` delimits
-    the body by closing the connection; `close` adds Connection: close and closes."""
+    the body by closing the connection; `close` adds Connection: close and closes; `one_write`
+    sends head and body in one write (they reach the proxy together), `late_body` sends the body
+    a moment after the head (the proxy reads the head alone first)."""
 
     def __init__(self, status=200, body=b"", headers=(), reason=None, chunked=False, chunk_size=None,
-                 close=False, no_length=False, content_type="text/plain"):
+                 close=False, no_length=False, content_type="text/plain", one_write=False, late_body=False):
         self.status, self.body, self.headers, self.reason = status, body, list(headers), reason
         if isinstance(self.body, str):
             self.body = self.body.encode()
         self.chunked, self.chunk_size, self.close, self.no_length = chunked, chunk_size, close, no_length
         self.content_type = content_type
+        self.one_write, self.late_body = one_write, late_body
 
     def __call__(self, req, w):
         headers = list(self.headers)
@@ -219,7 +226,12 @@ class Reply:
         close = self.close or self.no_length
         if close:
             headers.append(("Connection", "close"))
+        if self.one_write and not self.chunked:
+            w.send(w.head_text(self.status, headers, self.reason).encode() + (b"" if skip_body else self.body))
+            return not close
         w.head(self.status, headers, self.reason)
+        if self.late_body:
+            time.sleep(0.1)
         if not skip_body:
             if self.chunked:
                 size = self.chunk_size or max(1, len(self.body))
