@@ -9,6 +9,7 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -140,6 +141,7 @@ class BodyReader {
   // A body delimited by its length, taken whole from the buffer by the caller (which consumed
   // it): done.
   void take_whole_body() {
+    assert(mode_ == Mode::length || mode_ == Mode::none);
     remaining_ = 0;
     done_ = true;
   }

@@ -67,11 +67,11 @@ io::Awaitable<bool> send_raw(Stream& s, const std::string& bytes, std::chrono::m
 // Reading a head whole before parsing it: the parsers (RequestParser, ResponseParser) read it in
 // one pass where it lies.
 
-// What an idle client connection holds for its next request head: most heads fit in one read.
 // The largest response body scrubbed whole when it came with its head (sent with its new
 // Content-Length rather than re-chunked).
 constexpr std::uint64_t kWholeScrubBytes = 16384;
 
+// What an idle client connection holds for its next request head: most heads fit in one read.
 constexpr std::size_t kIdleBufferBytes = 2048;
 
 // Reads until `buf` holds a whole head; returns where it ends (header_limit past `limit` bytes,
@@ -678,6 +678,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   if (scrubbing && length_out && !header_only) {
     if (!switching && *length_out <= kWholeScrubBytes && *length_out <= conn->buffer.size()) {
       whole_raw = *length_out;
+      whole.reserve(*length_out);
       scrubber.feed(std::string_view(static_cast<const char*>(conn->buffer.data().data()), *length_out), whole);
       scrubber.finish(whole);
       conn->buffer.consume(*length_out);

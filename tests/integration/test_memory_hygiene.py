@@ -194,8 +194,12 @@ def setUpModule():
               "/grow": echo_in_a_growing_head}
 
     def handler(req):
+        # The echo in one write with its head (scrubbed whole before the head goes out), or past
+        # that size (scrubbed as it streams): both paths leave the plaintext only where it is wiped.
+        if req.path.startswith("/echo-stream"):
+            return Echo(pad=20000)
         if req.path.startswith("/echo"):
-            return Echo()
+            return Echo(one_write=True)
         return around.get(req.path, Reply(200, b"ok"))
 
     up = Upstream(handler).start()
@@ -261,7 +265,8 @@ def drive(sk, up, tls_up):
             r = requests.get(base + "/query", params={"key": ref}, timeout=20, **kw)
             assert server.last().query["key"] == [value], server.last().target
         elif how in ("echo", "tlsecho"):
-            r = requests.get(base + "/echo", headers={"X-K": ref}, timeout=20, **kw)
+            # The plain echo comes whole with its head; the intercepted one streams.
+            r = requests.get(base + ("/echo" if how == "echo" else "/echo-stream"), headers={"X-K": ref}, timeout=20, **kw)
             assert value not in r.text and ref in r.text, r.text
         elif how in ("trailer", "hop", "early", "grow"):
             r = requests.get(base + "/" + how, headers={"X-K": ref}, timeout=20, **kw)

@@ -183,7 +183,7 @@ def body_for(kind, req):
 
 
 def lab(req):
-    """The handler of both upstreams: /[noscrub/|query/|body/]r/KIND[?framing=length|whole|late|close|chunk1]."""
+    """The handler of both upstreams: /[noscrub/|query/|body/]r/KIND[?framing=length|whole|close|chunk1][&pad=1]."""
     path = req.path
     for p in ("/noscrub", "/query", "/body"):
         if path.startswith(p + "/"):
@@ -242,9 +242,11 @@ def lab(req):
         return CleanClose(Reply(200, body, content_type=ctype, no_length=True))
     if framing == "chunk1":
         return Chunks([body[i:i + 1] for i in range(len(body))], content_type=ctype)
-    # whole: head and body in one write (they reach sidekey together); late: the body a moment
-    # after the head (sidekey has read the head alone).
-    return Reply(200, body, content_type=ctype, one_write=framing == "whole", late_body=framing == "late")
+    if "pad" in q:  # past what sidekey scrubs whole before the head: always re-chunked
+        body = body[:-1] + b', "pad": "' + b"p" * 20000 + b'"}'
+    # whole: head and body in one write (they reach sidekey together, and it scrubs the body
+    # before the head goes out).
+    return Reply(200, body, content_type=ctype, one_write=framing == "whole")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -380,7 +382,7 @@ class ScrubCases:
     # -- echo of the request ------------------------------------------------------------------
     def test_echo_of_the_injected_headers(self):
         before = self.scrubbed_total()
-        r = self.request("/r/echo?framing=late", headers=[("Authorization", "Bearer agent-junk")])
+        r = self.request("/r/echo?pad=1", headers=[("Authorization", "Bearer agent-junk")])
         self.assertEqual(r.status, 200, r)
         self.assert_upstream_got_secrets()
         self.assert_clean(r.raw)
@@ -389,8 +391,9 @@ class ScrubCases:
         self.assertEqual(got["authorization"], "Bearer " + REF_S)
         self.assertEqual(got["x-weird"], REF_W)
         self.assertEqual(got["x-basic-cred"], "alice:" + REF_S)
-        self.assertEqual(doc["target"], "/r/echo?framing=late", "the rest of the echo is intact")
-        # The length changed, and the body came after the head: re-chunked, no stale Content-Length.
+        self.assertEqual(doc["target"], "/r/echo?pad=1", "the rest of the echo is intact")
+        # The length changed, and the body is too large to be scrubbed before the head goes out:
+        # re-chunked, no stale Content-Length.
         self.assertEqual((r.header("Transfer-Encoding") or "").lower(), "chunked", r.headers)
         self.assertIsNone(r.header("Content-Length"))
         rec = self.audit_of(r)
@@ -404,19 +407,29 @@ class ScrubCases:
 
     def test_a_body_that_came_with_its_head_keeps_a_content_length(self):
         # Scrubbed whole before the head goes out: the new length, not re-chunked; the same body
-        # as when it comes after its head and is re-chunked.
-        late = self.request("/r/json?framing=late")
+        # as when it comes one byte per chunk (scrubbed as it streams).
+        streamed = self.request("/r/json?framing=chunk1")
         r = self.request("/r/json?framing=whole")
         self.assertEqual(r.status, 200, r)
         self.assert_clean(r.raw)
         self.assertIsNone(r.header("Transfer-Encoding"))
         self.assertEqual(r.header("Content-Length"), str(len(r.body)))
-        self.assertEqual((late.header("Transfer-Encoding") or "").lower(), "chunked")
-        self.assertEqual(r.body, late.body)
+        self.assertEqual(r.body, streamed.body)
         self.assertEqual(json.loads(r.body)["secret"], REF_S)
         self.assertGreater(self.audit_of(r)["scrubbed"], 0)
-        self.assertEqual(self.audit_of(r)["bytes_out"], self.audit_of(late)["bytes_out"],
+        self.assertEqual(self.audit_of(r)["bytes_out"], self.audit_of(streamed)["bytes_out"],
                          "bytes_out counts the upstream's body either way")
+        # Nothing follows the body on the connection: the next answer on it parses, and is clean.
+        c = self.t.connect()
+        try:
+            for path in ("/r/json?framing=whole", "/r/ok"):
+                c.send("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (self.t.target(path), self.t.host))
+                got = c.read_response()
+                self.assertEqual(got.status, 200, got.raw)
+                self.assert_clean(got.raw)
+            self.assertEqual(got.body, b"ok")
+        finally:
+            c.close()
 
     def test_echo_close_delimited_and_one_byte_chunks(self):
         # The same echo, framed by closing, and as one chunk per byte (every match split across
@@ -772,18 +785,39 @@ class PlainHTTPTest(ScrubCases, unittest.TestCase):
     def test_http10_client_gets_a_scrubbed_body_with_its_new_length(self):
         # A small body comes with its head: it is scrubbed whole and keeps a Content-Length (the
         # scrubbed length), so an HTTP/1.0 client that asks for keep-alive keeps its connection.
+        # Nothing follows the body: the connection closes at once, or the next answer parses.
         for keep_alive in (False, True):
+            ask = "Connection: keep-alive\r\n" if keep_alive else ""
             with RawClient(ENV.sk.proxy_addr, timeout=WAIT) as c:
-                c.send("GET %s/r/json?framing=whole HTTP/1.0\r\n%s\r\n"
-                       % (self.t.up.url, "Connection: keep-alive\r\n" if keep_alive else ""))
+                c.send("GET %s/r/json?framing=whole HTTP/1.0\r\n%s\r\n" % (self.t.up.url, ask))
                 r = c.read_response()
                 self.assertEqual(r.status, 200, r)
                 self.assertIsNone(r.header("Transfer-Encoding"))
                 self.assertEqual(r.header("Content-Length"), str(len(r.body)))
-                self.assertEqual(c.is_closed(), not keep_alive)
+                if keep_alive:
+                    c.send("GET %s/r/ok HTTP/1.0\r\n%s\r\n" % (self.t.up.url, ask))
+                    nxt = c.read_response()
+                    self.assertEqual((nxt.status, nxt.body), (200, b"ok"), nxt.raw)
+                    self.assert_clean(nxt.raw)
+                else:
+                    self.assertTrue(c.is_closed(), "bytes followed the body, or the connection stayed open")
             self.assert_clean(r.raw)
             self.assertEqual(json.loads(r.body)["auth"], "Bearer " + REF_S)
             self.assertGreater(self.audit_of(r)["scrubbed"], 0)
+
+    def test_http10_client_gets_a_large_scrubbed_body_close_delimited(self):
+        # Too large to scrub before the head: streamed, so no length; an HTTP/1.0 client knows no
+        # chunked coding, and the connection closes even when it asked for keep-alive.
+        for ask in ("", "Connection: keep-alive\r\n"):
+            with RawClient(ENV.sk.proxy_addr, timeout=WAIT) as c:
+                c.send("GET %s/r/json?pad=1 HTTP/1.0\r\n%s\r\n" % (self.t.up.url, ask))
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r)
+                self.assertIsNone(r.header("Transfer-Encoding"))
+                self.assertIsNone(r.header("Content-Length"))
+                self.assertTrue(c.is_closed())
+            self.assert_clean(r.raw)
+            self.assertEqual(json.loads(r.body)["auth"], "Bearer " + REF_S)
 
     def test_audit_lines_never_hold_a_value(self):
         self.request("/r/echo")

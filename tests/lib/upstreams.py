@@ -200,17 +200,17 @@ def _no_body(req, status):
 class Reply:
     """A fixed response. `chunked` sends the body as chunks of `chunk_size`; `no_length` delimits
     the body by closing the connection; `close` adds Connection: close and closes; `one_write`
-    sends head and body in one write (they reach the proxy together), `late_body` sends the body
-    a moment after the head (the proxy reads the head alone first)."""
+    sends head and body in one write, so that they reach the proxy together (in its first read of
+    the response, at least 4 KB, when they fit)."""
 
     def __init__(self, status=200, body=b"", headers=(), reason=None, chunked=False, chunk_size=None,
-                 close=False, no_length=False, content_type="text/plain", one_write=False, late_body=False):
+                 close=False, no_length=False, content_type="text/plain", one_write=False):
         self.status, self.body, self.headers, self.reason = status, body, list(headers), reason
         if isinstance(self.body, str):
             self.body = self.body.encode()
         self.chunked, self.chunk_size, self.close, self.no_length = chunked, chunk_size, close, no_length
         self.content_type = content_type
-        self.one_write, self.late_body = one_write, late_body
+        self.one_write = one_write
 
     def __call__(self, req, w):
         headers = list(self.headers)
@@ -227,11 +227,9 @@ class Reply:
         if close:
             headers.append(("Connection", "close"))
         if self.one_write and not self.chunked:
-            w.send(w.head_text(self.status, headers, self.reason).encode() + (b"" if skip_body else self.body))
+            w.send(w.head_text(self.status, headers, self.reason).encode("latin-1") + (b"" if skip_body else self.body))
             return not close
         w.head(self.status, headers, self.reason)
-        if self.late_body:
-            time.sleep(0.1)
         if not skip_body:
             if self.chunked:
                 size = self.chunk_size or max(1, len(self.body))
@@ -247,12 +245,15 @@ class Echo:
     """200 with a JSON description of the request (RecordedRequest.to_json). Echoes headers, so
     never use it where a test looks for leaked plaintext in what the client received."""
 
-    def __init__(self, status=200, headers=()):
-        self.status, self.headers = status, list(headers)
+    def __init__(self, status=200, headers=(), one_write=False, pad=0):
+        self.status, self.headers, self.one_write, self.pad = status, list(headers), one_write, pad
 
     def __call__(self, req, w):
-        return Reply(self.status, json.dumps(req.to_json()).encode(), self.headers,
-                     content_type="application/json")(req, w)
+        doc = req.to_json()
+        if self.pad:
+            doc["pad"] = "p" * self.pad
+        return Reply(self.status, json.dumps(doc).encode(), self.headers, content_type="application/json",
+                     one_write=self.one_write)(req, w)
 
 
 class Sse:
