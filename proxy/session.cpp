@@ -124,9 +124,11 @@ io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s
 // reused by a rotated secret while the entry lives.
 class ScrubSetCache {
  public:
-  std::shared_ptr<const policy::ScrubSet> get(const policy::RewritePlan& plan, const policy::SecretLookup& lookup) {
+  // `secrets`: the names the plan used (the audit record holds them once the plan is made).
+  std::shared_ptr<const policy::ScrubSet> get(const std::vector<std::string>& secrets, const policy::RewritePlan& plan,
+                                              const policy::SecretLookup& lookup) {
     key_.clear();
-    for (const auto& name : plan.secrets) {
+    for (const auto& name : secrets) {
       const auto* entry = lookup.find(name);
       if (!entry || !entry->value) return policy::ScrubSet::build(plan.written);  // not cacheable
       key_ += name;
@@ -140,7 +142,7 @@ class ScrubSetCache {
     }
     if (auto it = entries_.find(key_); it != entries_.end()) return it->second.set;
     std::vector<std::shared_ptr<const secrets::SecretValue>> values;
-    for (const auto& name : plan.secrets) values.push_back(lookup.find(name)->value);
+    for (const auto& name : secrets) values.push_back(lookup.find(name)->value);
     std::string key = key_;
     auto set = policy::ScrubSet::build(plan.written);
     // Bounded in entries and in bytes (simple: sets are cheap to rebuild). The key holds what the
@@ -350,7 +352,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   policy::RewritePlan plan;
   if (auto r = policy::rewrite_into(plan, *policy, decision, std::move(head), lookup))
     co_return co_await refuse(st, *r, p.is_done());
-  st.audit.secrets = plan.secrets;
+  st.audit.secrets = std::move(plan.secrets);  // (the names the plan used: the scrub set's key below)
   st.audit.injected = std::move(plan.injected);
   const policy::Destination& upstream_dest = decision.destination;
 
@@ -489,7 +491,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   policy::Scrubber scrubber;
   bool body_substituted = substituter && !substituter->values_used().empty();
   if (plan.scrub && !plan.written.empty() && !body_substituted) {
-    scrubber = policy::Scrubber(scrub_sets_for_this_thread().get(plan, lookup));
+    // (No body secret was added to the audit's names: they are the plan's.)
+    scrubber = policy::Scrubber(scrub_sets_for_this_thread().get(st.audit.secrets, plan, lookup));
   } else if (plan.scrub) {
     std::vector<std::string> body_refs;
     std::vector<policy::ScrubPattern> patterns;
