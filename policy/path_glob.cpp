@@ -66,6 +66,16 @@ bool PathGlob::matches(std::string_view path) const { return glob_match(glob_, p
 
 bool PathGlob::covers(const PathGlob& other) const { return glob_match(glob_, other.glob_, true); }
 
+bool path_is_normal(std::string_view path) {
+  if (path.empty() || path[0] != '/' || path.find_first_of("%?") != std::string_view::npos) return false;
+  for (std::size_t i = path.find("/."); i != std::string_view::npos; i = path.find("/.", i + 1)) {
+    std::size_t end = i + 2;
+    if (end < path.size() && path[end] == '.') ++end;
+    if (end == path.size() || path[end] == '/') return false;  // a "." or ".." segment
+  }
+  return true;
+}
+
 std::string normalize_path(std::string_view target) {
   auto path = target.substr(0, target.find('?'));
   std::string decoded;

@@ -32,4 +32,8 @@ class PathGlob {
 // characters (%2F…) stay encoded.
 std::string normalize_path(std::string_view target);
 
+// Whether `path` (no query) is already what normalize_path() makes of it: it begins with '/',
+// holds no '%' and no "." or ".." segment. Most paths are: matched as they are, without a copy.
+bool path_is_normal(std::string_view path);
+
 }  // namespace sidekey::policy

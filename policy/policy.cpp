@@ -71,7 +71,9 @@ PolicySnapshot::PolicySnapshot(Action default_action, std::map<std::string, Bind
     : default_(default_action), bindings_(std::move(bindings)), routes_(std::move(routes)), rules_(std::move(rules)) {}
 
 Decision PolicySnapshot::decide(const Destination& d, std::string_view method, std::string_view target) const {
-  std::string path = normalize_path(target);
+  std::string_view path = target.substr(0, target.find('?'));
+  std::string normalized;
+  if (!path_is_normal(path)) path = normalized = normalize_path(target);
   Decision out;
   out.destination = d;
   out.action = default_;

@@ -1,5 +1,7 @@
 #include <boost/test/unit_test.hpp>
 
+#include <random>
+
 #include "policy/path_glob.hpp"
 
 using namespace sidekey::policy;
@@ -63,6 +65,27 @@ BOOST_AUTO_TEST_CASE(glob_cover) {
   BOOST_TEST(!G("/v1/*").covers(G("/v2/*")));
   BOOST_TEST(!G("/v1/*/x").covers(G("/v1/*")));
   BOOST_TEST(G("/*/x").covers(G("/a/*/x")));
+}
+
+BOOST_AUTO_TEST_CASE(a_normal_path_is_its_own_normal_form) {
+  BOOST_TEST(path_is_normal("/v1/models"));
+  BOOST_TEST(path_is_normal("/"));
+  BOOST_TEST(path_is_normal("//a/.b/..c/b../"));
+  BOOST_TEST(!path_is_normal(""));
+  BOOST_TEST(!path_is_normal("v1"));
+  BOOST_TEST(!path_is_normal("/a/./b"));
+  BOOST_TEST(!path_is_normal("/a/.."));
+  BOOST_TEST(!path_is_normal("/a/%61"));
+  BOOST_TEST(!path_is_normal("/a?x"));
+  // Whatever it says yes to, normalize_path() leaves as it is (random paths over the bytes
+  // that matter).
+  std::mt19937 rng(12);
+  const char alphabet[] = {'/', '.', 'a', '%', '2', 'F'};
+  for (int round = 0; round < 200000; ++round) {
+    std::string p(rng() % 12, 'a');
+    for (auto& c : p) c = alphabet[rng() % sizeof alphabet];
+    if (path_is_normal(p)) BOOST_TEST_REQUIRE(normalize_path(p) == p, p);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(normalize_paths) {
