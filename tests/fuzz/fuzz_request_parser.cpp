@@ -36,6 +36,7 @@
 #include "core/encoding.hpp"
 #include "proxy/framing.hpp"
 #include "proxy/request_parser.hpp"
+#include "body_reader_harness.hpp"
 
 namespace http = boost::beast::http;
 using sidekey::iequals;
@@ -114,45 +115,12 @@ struct Reference {
 };
 
 void run_reference(Reference& b, std::string_view in) {
-  b.p.eager(false);  // the head alone first, as the proxy's parse of it was
-  b.p.header_limit(1 << 20);
-  // string_body reserves a declared Content-Length up front: a limit keeps the reference from
-  // running out of memory on a length of gigabytes (such inputs are skipped, below).
-  b.p.body_limit(1 << 20);
-  std::size_t at = 0;
-  while (!b.p.is_done()) {
-    boost::system::error_code ec;
-    const std::size_t used = b.p.put(boost::asio::buffer(in.data() + at, in.size() - at), ec);
-    at += used;
-    b.consumed = at;
-    if (b.p.is_header_done() && !b.head_ok) {
-      b.head_ok = true;
-      for (const auto& f : b.p.get()) b.fields.emplace_back(std::string(f.name_string()), std::string(f.value()));
-      b.keep_alive = b.p.keep_alive();
-      b.chunked = b.p.chunked();
-      b.content_length = b.p.content_length();
-      b.p.eager(true);
-    }
-    if (ec == http::error::need_more) {
-      if (!b.p.got_some()) {
-        b.ec = http::error::partial_message;
-        return;
-      }
-      b.p.put_eof(ec);
-      if (ec) b.ec = ec;
-      return;
-    }
-    if (ec) {
-      b.ec = ec;
-      return;
-    }
-    if (used == 0 && at < in.size()) fail("Beast made no progress");
-    if (at == in.size() && !b.p.is_done()) {
-      b.p.put_eof(ec);
-      if (ec) b.ec = ec;
-      return;
-    }
-  }
+  b.ec = body_reader_harness::run_reference(b.p, in, b.consumed, b.head_ok, [&](auto& p) {
+    for (const auto& f : p.get()) b.fields.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    b.keep_alive = p.keep_alive();
+    b.chunked = p.chunked();
+    b.content_length = p.content_length();
+  });
 }
 
 }  // namespace
@@ -200,46 +168,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(r.keep_alive() == b.keep_alive, "keep_alive()");
 
   // The body, in pieces of `step` through a window of `window` bytes.
-  std::string body, pending(in.substr(head_end));
-  boost::system::error_code bec;
-  std::vector<char> win(window);
-  std::size_t consumed = head_end;
-  for (int guard = 0; guard < 1000000 && !r.is_done(); ++guard) {
-    r.body.data = win.data();
-    r.body.size = win.size();
-    if (pending.empty()) {
-      r.put_eof(bec);
-      body.append(win.data(), window - r.body.size);
-      break;
-    }
-    const std::size_t n = std::min(step, pending.size());
-    const std::size_t used = r.put(boost::asio::buffer(pending.data(), n), bec);
-    body.append(win.data(), window - r.body.size);
-    if (bec == http::error::need_buffer) bec = {};
-    if (bec == http::error::need_more) {
-      bec = {};
-      if (used == 0 && n == pending.size()) {  // all of it, and still not a whole element
-        r.put_eof(bec);
-        break;
-      }
-      if (used == 0) {  // a piece too small for the next element: give it more at once
-        const std::size_t used_all = r.put(boost::asio::buffer(pending.data(), pending.size()), bec);
-        body.append(win.data(), window - r.body.size);
-        if (bec == http::error::need_buffer || bec == http::error::need_more) bec = {};
-        if (bec) break;
-        pending.erase(0, used_all);
-        consumed += used_all;
-        if (used_all == 0) {
-          r.put_eof(bec);
-          break;
-        }
-        continue;
-      }
-    }
-    if (bec) break;
-    pending.erase(0, used);
-    consumed += used;
-  }
+  const auto fed = body_reader_harness::feed_body(r, in.substr(head_end), step, window);
+  const auto& bec = fed.ec;
+  const std::string& body = fed.body;
+  const std::size_t consumed = head_end + fed.consumed;
   check(bec == b.ec, "body error differs");
   if (!bec) {
     check(r.is_done() == b.p.is_done(), "completion differs");
