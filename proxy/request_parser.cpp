@@ -2,7 +2,6 @@
 
 #include <cstring>
 
-#include "secrets/secret_value.hpp"
 
 namespace sidekey::proxy {
 namespace {
@@ -103,12 +102,6 @@ RequestParser::error_code RequestParser::put_head(std::string_view raw) {
   // A request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3).
   finish_head(/*no_body=*/false, /*to_eof=*/false);
   return {};
-}
-
-void RequestParser::wipe() noexcept {
-  policy::wipe_fields(fields);
-  secrets::wipe(target);
-  secrets::wipe(method_string);
 }
 
 }  // namespace sidekey::proxy

@@ -37,9 +37,6 @@ class RequestParser : public BodyReader {
   // "malformed request: …" or "ambiguous framing: …"; empty before an error.
   const std::string& problem() const { return problem_; }
 
-  // Overwrites the fields, target and method this parser holds and drops them.
-  void wipe() noexcept;
-
  private:
   std::string problem_;
 };

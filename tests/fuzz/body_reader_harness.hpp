@@ -108,4 +108,19 @@ Fed feed_body(Parser& r, std::string_view rest, std::size_t step, std::size_t wi
   return out;
 }
 
+// Feeds the body after `head_end` of `in` to `r` and holds it to the reference's run over the
+// same input (`ref`, its first error `ref_ec` and what it consumed): the same error (or none),
+// the same completion, the same body bytes, and the same end of the body in the input (what
+// follows is the next message on the connection). `check(ok, what)` reports.
+template <class Parser, class BeastParser, class Check>
+void compare_body(Parser& r, const BeastParser& ref, const boost::system::error_code& ref_ec, std::size_t ref_consumed,
+                  std::string_view in, std::size_t head_end, std::size_t step, std::size_t window, Check check) {
+  const Fed fed = feed_body(r, in.substr(head_end), step, window);
+  check(fed.ec == ref_ec, "body error differs");
+  if (fed.ec) return;
+  check(r.is_done() == ref.is_done(), "completion differs");
+  check(fed.body == ref.get().body(), "body bytes differ");
+  check(head_end + fed.consumed == ref_consumed, "body end differs");
+}
+
 }  // namespace body_reader_harness
