@@ -34,8 +34,9 @@ bool lists(std::string_view value, std::string_view name) {
   return false;
 }
 
-// Whether a Connection field of `h` lists `name`.
-bool named_by_connection(const Headers& h, std::string_view name) {
+// Whether a Connection field of `h` (either kind of fields) lists `name`.
+template <class Fields>
+bool named_by_connection(const Fields& h, std::string_view name) {
   for (const auto& f : h)
     if (iequals(f.name, "connection") && lists(f.value, name)) return true;
   return false;
@@ -110,11 +111,7 @@ bool mark_hop_by_hop(const Fields& h, bool keep_upgrade, bool* drop) {
     }
   }
   auto named_by_connection_field = [&](std::string_view name) {
-    if (many) {
-      for (const auto& f : h)
-        if (iequals(f.name, "connection") && lists(f.value, name)) return true;
-      return false;
-    }
+    if (many) return named_by_connection(h, name);
     for (std::size_t i = 0; i < token_count; ++i)
       if (iequals(tokens[i], name)) return true;
     return false;

@@ -11,6 +11,7 @@
 
 #include <cassert>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -32,6 +33,18 @@ inline bool ends_run(unsigned char c) { return (c < 0x20 && c != '\t') || c == 0
 std::size_t line_run(const char* p, const char* end);
 
 inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// HTTP-version = "HTTP/" DIGIT "." DIGIT at p (with at least 8 bytes to end): 10 * major + minor,
+// or 0 when the bytes are not one. The parsers take 10 and 11 only.
+inline unsigned http_version(const char* p, const char* end) {
+  if (end - p < 8 || std::memcmp(p, "HTTP/", 5) != 0 || !is_digit(p[5]) || p[6] != '.' || !is_digit(p[7])) return 0;
+  return static_cast<unsigned>(10 * (p[5] - '0') + (p[7] - '0'));
+}
+
+// The fields a parser makes room for up front: most heads have fewer, and their vector is then
+// allocated once and never moved (a vector that grows frees its old array with the short values
+// still in it).
+inline constexpr std::size_t kFieldsReserved = 16;
 
 // What stopped a field line: the caller's answer to a malformed head.
 enum class FieldFault {

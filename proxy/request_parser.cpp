@@ -1,17 +1,10 @@
 #include "proxy/request_parser.hpp"
 
-#include <cstring>
-
-
 namespace sidekey::proxy {
 namespace {
 namespace http = boost::beast::http;
 using head_syntax::FieldFault;
-using head_syntax::is_digit;
-
-// Most heads have fewer fields: their vector is then allocated once and never moved (a vector
-// that grows frees its old array with the short values still in it).
-constexpr std::size_t kFieldsReserved = 16;
+using head_syntax::kFieldsReserved;
 
 const char* describe(FieldFault f) {
   switch (f) {
@@ -62,9 +55,9 @@ RequestParser::error_code RequestParser::put_head(std::string_view raw) {
   }
   const std::string_view target_view(t, static_cast<std::size_t>(p - t));
   ++p;
-  if (end - p < 10 || std::memcmp(p, "HTTP/", 5) != 0 || !is_digit(p[5]) || p[6] != '.' || !is_digit(p[7]))
-    return malformed(http::error::bad_version, "bad HTTP version");
-  version = static_cast<unsigned>(10 * (p[5] - '0') + (p[7] - '0'));
+  const unsigned v = end - p < 10 ? 0 : head_syntax::http_version(p, end);  // (and its CR LF)
+  if (v == 0) return malformed(http::error::bad_version, "bad HTTP version");
+  version = v;
   if (version != 10 && version != 11) return malformed(http::error::bad_version, "unsupported HTTP version");
   p += 8;
   if (p[0] != '\r' || p[1] != '\n') {

@@ -1,24 +1,21 @@
 #include "proxy/response_parser.hpp"
 
-#include <cstring>
-
 namespace sidekey::proxy {
 namespace {
 namespace http = boost::beast::http;
 using head_syntax::is_digit;
-constexpr std::size_t kFieldsReserved = 16;
 }  // namespace
 
-ResponseParser::ResponseParser() { fields.reserve(kFieldsReserved); }
+ResponseParser::ResponseParser() { fields.reserve(head_syntax::kFieldsReserved); }
 
 ResponseParser::error_code ResponseParser::put_head(std::string_view raw) {
   const char* p = raw.data();
   const char* const end = p + raw.size();
 
   // status-line = HTTP-version SP status-code SP reason-phrase CRLF
-  if (raw.size() < 8 || std::memcmp(p, "HTTP/", 5) != 0 || !is_digit(p[5]) || p[6] != '.' || !is_digit(p[7]))
-    return http::error::bad_version;
-  version = static_cast<unsigned>(10 * (p[5] - '0') + (p[7] - '0'));
+  const unsigned v = head_syntax::http_version(p, end);
+  if (v == 0) return http::error::bad_version;
+  version = v;
   if (version != 10 && version != 11) return http::error::bad_version;
   p += 8;
   if (p >= end || *p++ != ' ') return http::error::bad_version;
