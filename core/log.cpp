@@ -15,6 +15,8 @@
 namespace sidekey::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::info)};
+// kAuditDiscarded: the target is /dev/null, and lines are not even composed.
+constexpr int kAuditDiscarded = -1;
 std::atomic<int> g_audit_fd{STDERR_FILENO};
 
 const char* level_name(Level l) {
@@ -102,15 +104,18 @@ void write(Level level, std::string_view event, nlohmann::json fields) {
 }
 
 void set_audit_target(const std::string& target) {
-  if (target.empty() || target == "stderr") {
-    g_audit_fd.store(STDERR_FILENO);
-    return;
+  int fd = STDERR_FILENO;
+  if (target == "/dev/null") {
+    fd = kAuditDiscarded;
+  } else if (!target.empty() && target != "stderr") {
+    fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot open audit log " + target + ": " + std::strerror(errno));
   }
-  int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot open audit log " + target + ": " + std::strerror(errno));
   int old = g_audit_fd.exchange(fd);
-  if (old != STDERR_FILENO) ::close(old);
+  if (old > STDERR_FILENO) ::close(old);
 }
+
+bool audit_discarded() { return g_audit_fd.load(std::memory_order_relaxed) == kAuditDiscarded; }
 
 namespace {
 struct AuditBatch {
@@ -124,6 +129,7 @@ AuditBatch& audit_batch() {
 }  // namespace
 
 void audit_line(std::string& line) {
+  if (audit_discarded()) return;
   auto& batch = audit_batch();
   line.push_back('\n');
   if (!batch.schedule || line.size() > PIPE_BUF) {
@@ -148,7 +154,7 @@ void batch_audit_lines_on_this_thread(std::function<void()> schedule) {
 void flush_audit_batch() {
   auto& batch = audit_batch();
   if (batch.bytes.empty()) return;
-  write_all(g_audit_fd.load(std::memory_order_relaxed), batch.bytes);
+  if (const int fd = g_audit_fd.load(std::memory_order_relaxed); fd != kAuditDiscarded) write_all(fd, batch.bytes);
   batch.bytes.clear();
 }
 

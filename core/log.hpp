@@ -23,7 +23,9 @@ inline void warn(std::string_view e, nlohmann::json f = nlohmann::json::object()
 inline void error(std::string_view e, nlohmann::json f = nlohmann::json::object()) { write(Level::error, e, std::move(f)); }
 
 // Audit log: "stderr" or a file path (opened for append). Throws std::runtime_error on failure.
+// "/dev/null" discards audit lines: they are not composed at all (audit_discarded()).
 void set_audit_target(const std::string& target);
+bool audit_discarded();
 // Writes one finished audit line (a JSON object, no newline; one is appended in place).
 void audit_line(std::string& line);
 // On a thread that called this, audit lines are gathered and written together: `schedule` is

@@ -81,6 +81,18 @@ metrics::Counter& injections_counter(const std::string& secret) {
 void AuditRecord::emit() const {
   double duration_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  if (!log::audit_discarded()) write_line(duration_ms);
+  requests_counter(rule, decision, status).inc();
+  for (const auto& s : secrets) injections_counter(s).inc();
+  static auto& h = metrics::registry().histogram("sidekey_request_duration_seconds", kLatencyBuckets);
+  h.observe(duration_ms / 1000);
+  if (scrubbed) {
+    static auto& sc = metrics::registry().counter("sidekey_scrubbed_total");
+    sc.inc(scrubbed);
+  }
+}
+
+void AuditRecord::write_line(double duration_ms) const {
   thread_local std::string line;
   line.clear();
   json::ObjectWriter w(line);
@@ -105,15 +117,6 @@ void AuditRecord::emit() const {
   else w.millis("upstream_ms", upstream_ms);
   w.num("scrubbed", scrubbed).str_or_null("error", error).close();
   log::audit_line(line);
-
-  requests_counter(rule, decision, status).inc();
-  for (const auto& s : secrets) injections_counter(s).inc();
-  static auto& h = metrics::registry().histogram("sidekey_request_duration_seconds", kLatencyBuckets);
-  h.observe(duration_ms / 1000);
-  if (scrubbed) {
-    static auto& sc = metrics::registry().counter("sidekey_scrubbed_total");
-    sc.inc(scrubbed);
-  }
 }
 
 }  // namespace sidekey::proxy

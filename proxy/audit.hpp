@@ -17,9 +17,12 @@ struct AuditRecord {
   double upstream_ms = -1;  // < 0: no upstream exchange
   std::uint64_t scrubbed = 0;
 
-  // Writes the audit line and updates sidekey_requests_total, sidekey_injections_total and
-  // sidekey_request_duration_seconds.
+  // Writes the audit line (unless the audit target is /dev/null) and updates
+  // sidekey_requests_total, sidekey_injections_total and sidekey_request_duration_seconds.
   void emit() const;
+
+ private:
+  void write_line(double duration_ms) const;
 };
 
 // Registers HELP/TYPE for the proxy's metric families so /metrics shows them from the start.

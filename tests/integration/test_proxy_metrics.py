@@ -136,6 +136,31 @@ class MetricsTest(unittest.TestCase):
             self.assertEqual(metric_value(text, "sidekey_injections_total", secret="tasks/*/api_key"), len(tasks))
             self.assertFalse([l for l in text.splitlines() if "task-" in l], "a series names a task")
 
+    def test_audit_to_dev_null_keeps_the_metrics(self):
+        # `log.audit: /dev/null` discards audit lines (they are not even composed); the request
+        # metrics, recorded with them, still count every request.
+        with Upstream(Reply(200, b"fine")) as up, \
+                proxy_sidekey(fill(POLICY, PORT=up.port), secrets={"s": SECRET, "other": OTHER},
+                              config={"log": {"level": "info", "audit": "/dev/null"}}) as sk:
+            with requests.Session() as s:
+                for i in range(5):
+                    r = s.get(up.url + "/v1/%d" % i, proxies={"http": sk.proxy_url}, timeout=15)
+                    self.assertEqual(r.status_code, 200)
+                    self.assertEqual(up.last().header("Authorization"), "Bearer " + SECRET)
+                r = s.get(up.url + "/admin/x", proxies={"http": sk.proxy_url}, timeout=15)
+                self.assertEqual(r.status_code, 403)
+
+            def counted():
+                return metric_value(metrics_text(sk), "sidekey_requests_total") or 0
+            self.assertTrue(wait_for(lambda: counted() >= 6), counted())
+            text = metrics_text(sk)
+            self.assertEqual(metric_value(text, "sidekey_requests_total", rule="local", decision="inject", code="200"), 5)
+            self.assertEqual(metric_value(text, "sidekey_requests_total", rule="no-admin", decision="deny", code="403"), 1)
+            self.assertEqual(metric_value(text, "sidekey_injections_total", secret="s"), 5)
+            self.assertEqual(audit_records(sk), [])
+            self.assertIn('"level":"info"', sk.logs(), "stderr still carries the diagnostic log")
+            sk.assert_never_contains(self, [SECRET, OTHER], [text])
+
     def test_connect_histogram_counts_new_connections_only(self):
         with Upstream(Reply(200, b"fine")) as up, \
                 proxy_sidekey(fill(POLICY, PORT=up.port), secrets={"s": SECRET, "other": OTHER}) as sk:
