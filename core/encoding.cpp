@@ -131,36 +131,6 @@ std::string ascii_lower(std::string_view s) {
   return out;
 }
 
-namespace {
-// The 8 bytes at p with ASCII upper-case letters lowered, all at once (bytes of 0x80 and up stay).
-std::uint64_t lowered_word(const char* p) {
-  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
-  std::uint64_t w;
-  std::memcpy(&w, p, sizeof w);
-  const std::uint64_t low7 = w & (0x7f * kOnes);
-  const std::uint64_t at_least_A = low7 + (0x80 - 'A') * kOnes;  // a byte's top bit: >= 'A'
-  const std::uint64_t above_Z = low7 + (0x80 - 'Z' - 1) * kOnes;  // a byte's top bit: > 'Z'
-  const std::uint64_t upper = at_least_A & ~above_Z & ~w & (0x80 * kOnes);
-  return w | (upper >> 2);  // 0x80 >> 2 = 0x20
-}
-}  // namespace
-
-bool iequals_same_size(std::string_view a, std::string_view b) {
-  const std::size_t n = a.size();
-  if (n >= 8) {  // a word at a time, the last one overlapping
-    for (std::size_t i = 0; i + 8 <= n; i += 8)
-      if (lowered_word(a.data() + i) != lowered_word(b.data() + i)) return false;
-    return lowered_word(a.data() + n - 8) == lowered_word(b.data() + n - 8);
-  }
-  for (size_t i = 0; i < n; ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
 bool constant_time_equals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;

@@ -1,6 +1,8 @@
 #pragma once
 // Byte encodings shared by the store, the API, the policy templates and the scrubber.
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,9 +24,34 @@ std::string hex_encode(std::string_view bytes);
 
 // Lower-cases ASCII letters.
 std::string ascii_lower(std::string_view s);
-// ASCII case-insensitive equality. Most calls compare names of different lengths: that test is
-// inline, the bytes are compared out of line.
-bool iequals_same_size(std::string_view a, std::string_view b);
+namespace detail {
+// The 8 bytes at p with ASCII upper-case letters lowered, all at once (bytes of 0x80 and up stay).
+inline std::uint64_t lowered_word(const char* p) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  std::uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  const std::uint64_t low7 = w & (0x7f * kOnes);
+  const std::uint64_t at_least_A = low7 + (0x80 - 'A') * kOnes;  // a byte's top bit: >= 'A'
+  const std::uint64_t above_Z = low7 + (0x80 - 'Z' - 1) * kOnes;  // a byte's top bit: > 'Z'
+  const std::uint64_t upper = at_least_A & ~above_Z & ~w & (0x80 * kOnes);
+  return w | (upper >> 2);  // 0x80 >> 2 = 0x20
+}
+inline char lowered(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+}  // namespace detail
+
+// ASCII case-insensitive equality of two strings of the same size. Inline: most calls compare a
+// field name with a literal, whose side then folds to constants.
+inline bool iequals_same_size(std::string_view a, std::string_view b) {
+  const std::size_t n = a.size();
+  if (n >= 8) {  // a word at a time, the last one overlapping
+    for (std::size_t i = 0; i + 8 <= n; i += 8)
+      if (detail::lowered_word(a.data() + i) != detail::lowered_word(b.data() + i)) return false;
+    return detail::lowered_word(a.data() + n - 8) == detail::lowered_word(b.data() + n - 8);
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (detail::lowered(a[i]) != detail::lowered(b[i])) return false;
+  return true;
+}
 inline bool iequals(std::string_view a, std::string_view b) { return a.size() == b.size() && iequals_same_size(a, b); }
 
 // HTTP's token characters (tchar, RFC 9110 5.6.2): what a field name, a method and a list token

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -34,9 +35,19 @@ std::uint64_t mix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// Two hex digits per byte value, looked up a byte at a time.
+constexpr auto kHexPairs = [] {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<char, 512> t{};
+  for (int b = 0; b < 256; ++b) {
+    t[2 * b] = kHex[b >> 4];
+    t[2 * b + 1] = kHex[b & 0xf];
+  }
+  return t;
+}();
+
 void put_hex64(char* out, std::uint64_t v) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kHex[v & 0xf];
+  for (int i = 7; i >= 0; --i, v >>= 8) std::memcpy(out + 2 * i, &kHexPairs[2 * (v & 0xff)], 2);
 }
 }  // namespace
 
@@ -45,16 +56,19 @@ void put_hex64(char* out, std::uint64_t v) {
 // getpid() system call and a DRBG round on the request path.
 std::string request_id() {
   struct State {
-    std::uint64_t prefix, key, counter = 0;
+    std::uint64_t key, counter = 0;
+    char prefix[16];  // the prefix's hex digits
     State() {
       std::string seed = random_bytes(16);
-      std::memcpy(&prefix, seed.data(), 8);
+      std::uint64_t prefix_bits;
+      std::memcpy(&prefix_bits, seed.data(), 8);
       std::memcpy(&key, seed.data() + 8, 8);
+      put_hex64(prefix, prefix_bits);
     }
   };
   thread_local State st;
   std::string out(32, '0');
-  put_hex64(out.data(), st.prefix);
+  std::memcpy(out.data(), st.prefix, 16);
   put_hex64(out.data() + 16, mix64(st.key + ++st.counter));
   return out;
 }

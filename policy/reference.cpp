@@ -209,8 +209,4 @@ std::variant<Template, std::string> Template::parse(std::string_view text) {
   return t;
 }
 
-void Template::render(const Lookup& value, std::string& out) const {
-  for (const auto& p : pieces_) append_wiping(out, p.is_reference ? value(p.text) : std::string_view(p.text));
-}
-
 }  // namespace sidekey::policy

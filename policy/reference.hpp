@@ -15,6 +15,8 @@
 #include <variant>
 #include <vector>
 
+#include "policy/sensitive.hpp"
+
 namespace sidekey::policy {
 
 inline constexpr std::size_t kMaxNameLength = 128;
@@ -87,9 +89,15 @@ class Template {
   const std::string& source() const { return source_; }
   // Distinct secret names, in order of first use.
   const std::vector<std::string>& secret_names() const { return names_; }
-  // `value(name)` yields the plaintext for each name, which must all have been resolved.
-  using Lookup = std::function<std::string_view(std::string_view name)>;
-  void render(const Lookup& value, std::string& out) const;
+  // Appends the rendered text to `out`: `value(name)` yields the plaintext for each name, which
+  // must all have been resolved. `out` grows once, to the rendered size.
+  template <class Lookup>
+  void render(const Lookup& value, std::string& out) const {
+    std::size_t size = out.size();
+    for (const auto& p : pieces_) size += p.is_reference ? value(p.text).size() : p.text.size();
+    reserve_wiping(out, size);
+    for (const auto& p : pieces_) out.append(p.is_reference ? value(p.text) : std::string_view(p.text));
+  }
   // The whole template is one reference: the composed value is the plaintext itself.
   bool is_single_reference() const { return pieces_.size() == 1 && pieces_[0].is_reference; }
 

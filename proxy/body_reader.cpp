@@ -29,23 +29,35 @@ std::size_t line_run(const char* p, const char* end) {
   return static_cast<std::size_t>(q - p);
 }
 
+std::size_t token_run(const char* p, const char* end) {
+  const char* q = p;
+#if defined(__SSE2__)
+  // Signed compares: bytes from 0x80 up are negative and fall outside every range.
+  const __m128i case_bit = _mm_set1_epi8(0x20), before_a = _mm_set1_epi8('a' - 1), after_z = _mm_set1_epi8('z' + 1),
+                before_0 = _mm_set1_epi8('0' - 1), after_9 = _mm_set1_epi8('9' + 1), dash = _mm_set1_epi8('-');
+  while (end - q >= 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    const __m128i folded = _mm_or_si128(v, case_bit);  // 'A'..'Z' → 'a'..'z' (and '@'..'_' → '`'..DEL: not letters)
+    const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, before_a), _mm_cmplt_epi8(folded, after_z));
+    const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, before_0), _mm_cmplt_epi8(v, after_9));
+    const __m128i ok = _mm_or_si128(_mm_or_si128(letter, digit), _mm_cmpeq_epi8(v, dash));
+    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(ok)) ^ 0xFFFFu;
+    if (mask != 0) {
+      q += __builtin_ctz(mask);
+      break;
+    }
+    q += 16;
+  }
+#endif
+  while (q < end && is_tchar(*q)) ++q;
+  return static_cast<std::size_t>(q - p);
+}
+
 }  // namespace head_syntax
 
 namespace {
 namespace http = boost::beast::http;
 using head_syntax::is_digit;
-
-// Which framing field a name is (Beast's do_field() judges these), by length first.
-enum class Framing { none, connection, content_length, transfer_encoding };
-Framing framing_field(std::string_view name) {
-  switch (name.size()) {
-    case 10: return iequals_same_size(name, "connection") ? Framing::connection : Framing::none;
-    case 14: return iequals_same_size(name, "content-length") ? Framing::content_length : Framing::none;
-    case 16: return iequals_same_size(name, "proxy-connection") ? Framing::connection : Framing::none;
-    case 17: return iequals_same_size(name, "transfer-encoding") ? Framing::transfer_encoding : Framing::none;
-    default: return Framing::none;
-  }
-}
 
 // What a chunked body's parser is given before the body's bytes (chunks are the same in either
 // direction).
@@ -56,13 +68,13 @@ constexpr std::string_view kChunkedHead = "HTTP/1.1 200 OK\r\nTransfer-Encoding:
 BodyReader::BodyReader() = default;
 BodyReader::~BodyReader() = default;
 
-BodyReader::error_code BodyReader::judge_framing_field(std::string_view name, std::string_view value, bool request,
-                                                       FramingFault& fault) {
+BodyReader::error_code BodyReader::judge_framing(Framing which, std::string_view value, bool request,
+                                                 FramingFault& fault) {
   auto refuse = [&](FramingFault f, http::error e) -> error_code {
     fault = f;
     return e;
   };
-  switch (framing_field(name)) {
+  switch (which) {
     case Framing::none:
       return {};
     case Framing::connection:

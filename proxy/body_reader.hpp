@@ -32,6 +32,11 @@ inline bool ends_run(unsigned char c) { return (c < 0x20 && c != '\t') || c == 0
 // The offset from `p` of the first byte that ends_run(), or end - p (16 bytes at a time).
 std::size_t line_run(const char* p, const char* end);
 
+// The offset from `p` of the first byte that is not a token character (tchar), or end - p.
+// Names are mostly letters, digits and '-': those are skipped 16 bytes at a time, the rest of
+// tchar byte by byte.
+std::size_t token_run(const char* p, const char* end);
+
 inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 // HTTP-version = "HTTP/" DIGIT "." DIGIT at p (with at least 8 bytes to end): 10 * major + minor,
@@ -96,7 +101,7 @@ boost::beast::error_code read_fields(const char* p, const char* end, FieldFault&
       return {};
     }
     const char* name = p;
-    while (p < end && is_tchar(*p)) ++p;
+    p += token_run(p, end);
     if (p >= end || *p != ':' || p == name) {
       const char c = p < end ? *p : '\0';
       if (p >= end) fault = FieldFault::no_line_end;
@@ -169,8 +174,12 @@ class BodyReader {
   enum class FramingFault { none, bad_connection, bad_length, repeated_length, length_with_coding, repeated_coding, coding_in_http10, not_chunked };
 
   // Connection, Proxy-Connection, Content-Length, Transfer-Encoding (others pass). A request's
-  // Content-Length may not repeat at all; a response's may, with the same number.
-  error_code judge_framing_field(std::string_view name, std::string_view value, bool request, FramingFault& fault);
+  // Content-Length may not repeat at all; a response's may, with the same number. Inline: most
+  // fields are none of these, which their length alone mostly says.
+  error_code judge_framing_field(std::string_view name, std::string_view value, bool request, FramingFault& fault) {
+    const Framing which = framing_field(name);
+    return which == Framing::none ? error_code{} : judge_framing(which, value, request, fault);
+  }
 
   // The head is done: the body's delimitation from the framing fields (RFC 9112 6.3). `no_body`:
   // none whatever the fields say; `to_eof`: without a length or chunked coding the body runs to
@@ -179,6 +188,19 @@ class BodyReader {
 
  private:
   enum class Mode { none, length, chunked, to_eof };
+
+  // Which framing field a name is (Beast's do_field() judges these), by length first.
+  enum class Framing { none, connection, content_length, transfer_encoding };
+  static Framing framing_field(std::string_view name) {
+    switch (name.size()) {
+      case 10: return iequals_same_size(name, "connection") ? Framing::connection : Framing::none;
+      case 14: return iequals_same_size(name, "content-length") ? Framing::content_length : Framing::none;
+      case 16: return iequals_same_size(name, "proxy-connection") ? Framing::connection : Framing::none;
+      case 17: return iequals_same_size(name, "transfer-encoding") ? Framing::transfer_encoding : Framing::none;
+      default: return Framing::none;
+    }
+  }
+  error_code judge_framing(Framing which, std::string_view value, bool request, FramingFault& fault);
 
   Mode mode_ = Mode::none;
   bool header_done_ = false;

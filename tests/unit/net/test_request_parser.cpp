@@ -151,4 +151,26 @@ BOOST_AUTO_TEST_CASE(ambiguous_or_malformed_heads_are_refused_with_a_reason) {
   }
 }
 
+// token_run skips letters, digits and '-' 16 bytes at a time: it must stop where a byte-by-byte
+// tchar scan stops, for every byte value at every position of runs longer and shorter than 16.
+BOOST_AUTO_TEST_CASE(token_run_stops_where_a_byte_by_byte_scan_stops) {
+  auto reference = [](const char* p, const char* end) {
+    const char* q = p;
+    while (q < end && is_tchar(*q)) ++q;
+    return static_cast<std::size_t>(q - p);
+  };
+  const std::string names = "Content-Length:x-Custom_Header.v2~!#$%&'*+^`|AZaz09";
+  for (std::size_t len = 0; len <= 40; ++len)
+    for (std::size_t at = 0; at <= len; ++at)
+      for (int c = 0; c < 256; ++c) {
+        std::string s;
+        for (std::size_t i = 0; i < len; ++i) s += names[(i * 7 + len) % names.size()];
+        if (at < len) s[at] = static_cast<char>(c);
+        s += "0123456789abcdef";  // bytes after the end: never read past it
+        const char* end = s.data() + len;
+        BOOST_TEST_REQUIRE(proxy::head_syntax::token_run(s.data(), end) == reference(s.data(), end),
+                           "length " << len << ", byte " << c << " at " << at);
+      }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
