@@ -719,15 +719,45 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     return std::nullopt;
   };
   std::uint64_t relayed = 0;
-  RelayResult got = co_await std::visit(
-      [&](auto& up) {
-        if (whole_raw)  // scrubbed already: relayed as it is
+  RelayResult got;
+  // A body that is here whole (scrubbed above, or as it came when nothing is scrubbed) goes with
+  // its head in one write, without the relay's coroutine.
+  std::optional<std::string_view> here_whole;
+  if (whole_raw) {
+    here_whole = whole;
+  } else if (!scrubbing && length_out && !chunked_out && !header_only && !switching &&
+             *length_out <= conn->buffer.size()) {
+    here_whole = std::string_view(static_cast<const char*>(conn->buffer.data().data()), *length_out);
+  }
+  if (here_whole) {
+    const std::array<net::const_buffer, 2> pieces{net::buffer(down_head.bytes), net::buffer(*here_whole)};
+    const std::span<const net::const_buffer> all(pieces);
+    beast::error_code wec;
+    std::size_t wrote = write_now(client_, all, wec);
+    if (scrubbing) secrets::clear_vector_registers();
+    if (!wec && wrote < net::buffer_size(all)) {
+      auto [aec, an] = co_await write_rest(client_, all, wrote, ctx_.idle_timeout);
+      if (scrubbing) secrets::clear_vector_registers();
+      wec = aec;
+    }
+    relayed = here_whole->size();
+    if (!whole_raw) {
+      conn->buffer.consume(here_whole->size());
+      rp.take_whole_body();
+    }
+    secrets::wipe(down_head.bytes);  // as the relay does with every head it sends
+    if (wec) {
+      got.status = RelayStatus::write_failed;
+      got.ec = wec;
+    }
+  } else {
+    got = co_await std::visit(
+        [&](auto& up) {
           return relay_body(up, conn->buffer, rp, client_, std::move(down_head), scrub, ctx_.idle_timeout, relayed,
-                            true, std::string_view(whole), header_only);
-        return relay_body(up, conn->buffer, rp, client_, std::move(down_head), scrub, ctx_.idle_timeout, relayed,
-                          !scrubbing, std::nullopt, header_only);
-      },
-      conn->stream);
+                            !scrubbing, std::nullopt, header_only);
+        },
+        conn->stream);
+  }
   st.audit.bytes_out += whole_raw ? *whole_raw : relayed;  // the upstream's body bytes
   st.audit.scrubbed = scrubber.replaced();
   bool reusable = got.status == RelayStatus::ok && rp.keep_alive() && !rp.need_eof() && conn->buffer.size() == 0;
