@@ -74,46 +74,71 @@ constexpr std::uint64_t kWholeScrubBytes = 16384;
 // What an idle client connection holds for its next request head: most heads fit in one read.
 constexpr std::size_t kIdleBufferBytes = 2048;
 
-// Reads until `buf` holds a whole head; returns where it ends (header_limit past `limit` bytes,
-// whole or not). A request head waits on an idle
-// connection (the buffer is kept small there); a response's read takes the room the pooled
-// connection's buffer has, and an end of stream is Beast's: end_of_stream before the first byte,
-// partial_message after it.
-template <class Stream>
-io::Awaitable<std::pair<beast::error_code, std::size_t>> read_raw_head(Stream& s, io::FlatBuffer& buf,
-                                                                         std::size_t limit, bool response = false) {
-  std::size_t searched = 0;
-  for (;;) {
-    std::string_view data(static_cast<const char*>(buf.data().data()), buf.size());
-    // Stray CRLFs between requests are allowed before a request line (RFC 9112 2.2).
-    std::size_t skip = 0;
-    while (!response && skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
-    if (skip) {
-      buf.consume(skip);
-      searched = 0;
-      continue;
-    }
-    auto end = find_head_end(data, searched);
-    if (end != std::string_view::npos && end > limit) co_return std::pair{beast::error_code(http::error::header_limit), std::size_t{0}};
-    if (end != std::string_view::npos) co_return std::pair{beast::error_code{}, end};
-    if (buf.size() > limit) co_return std::pair{beast::error_code(http::error::header_limit), std::size_t{0}};
-    searched = buf.size();
-    std::size_t room;
-    if (response) {
-      room = read_room(buf);
-    } else {
-      // An idle keep-alive connection waits here with this buffer: keep it small (a large upload
-      // may have grown it), and let a head that does not fit in the first read grow it.
-      if (buf.size() == 0 && buf.capacity() > kIdleBufferBytes) buf.shrink_to_fit();
-      room = buf.size() == 0 ? kIdleBufferBytes : 16384;
-    }
-    auto [ec, n] = co_await s.async_read_some(buf.prepare(room), tuple_awaitable);
-    if (ec == net::error::eof && response) ec = buf.size() == 0 ? http::error::end_of_stream : http::error::partial_message;
-    if (ec) co_return std::pair{ec, std::size_t{0}};
-    buf.commit(n);
-  }
-}
+// Reading until `buf` holds a whole head, between the caller's reads (a coroutine of its own
+// would cost a frame and a turn through Asio's awaitable machinery per head):
+//
+//   HeadReader hr(buf, limit);
+//   while (hr.need_read()) { auto [ec, n] = co_await s.async_read_some(hr.room(), tuple_awaitable); hr.read(ec, n); }
+//
+// then ec() (header_limit past `limit` bytes, whole or not) or end(), where the head ends. A
+// request head waits on an idle connection (the buffer is kept small there); a response's read
+// takes the room the pooled connection's buffer has, and an end of stream is Beast's:
+// end_of_stream before the first byte, partial_message after it.
+class HeadReader {
+ public:
+  HeadReader(io::FlatBuffer& buf, std::size_t limit, bool response = false)
+      : buf_(buf), limit_(limit), response_(response) {}
 
+  bool need_read() {
+    if (ec_) return false;
+    for (;;) {
+      std::string_view data(static_cast<const char*>(buf_.data().data()), buf_.size());
+      // Stray CRLFs between requests are allowed before a request line (RFC 9112 2.2).
+      std::size_t skip = 0;
+      while (!response_ && skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
+      if (skip == 0) break;
+      buf_.consume(skip);
+      searched_ = 0;
+    }
+    std::string_view data(static_cast<const char*>(buf_.data().data()), buf_.size());
+    end_ = find_head_end(data, searched_);
+    if (end_ != std::string_view::npos) {
+      if (end_ > limit_) ec_ = http::error::header_limit;
+      return false;
+    }
+    if (buf_.size() > limit_) {
+      ec_ = http::error::header_limit;
+      return false;
+    }
+    searched_ = buf_.size();
+    return true;
+  }
+
+  net::mutable_buffer room() {
+    if (response_) return buf_.prepare(read_room(buf_));
+    // An idle keep-alive connection waits here with this buffer: keep it small (a large upload
+    // may have grown it), and let a head that does not fit in the first read grow it.
+    if (buf_.size() == 0 && buf_.capacity() > kIdleBufferBytes) buf_.shrink_to_fit();
+    return buf_.prepare(buf_.size() == 0 ? kIdleBufferBytes : 16384);
+  }
+
+  void read(beast::error_code ec, std::size_t n) {
+    if (ec == net::error::eof && response_) ec = buf_.size() == 0 ? http::error::end_of_stream : http::error::partial_message;
+    if (ec) ec_ = ec;
+    else buf_.commit(n);
+  }
+
+  const beast::error_code& ec() const { return ec_; }
+  std::size_t end() const { return end_; }
+
+ private:
+  io::FlatBuffer& buf_;
+  const std::size_t limit_;
+  const bool response_;
+  std::size_t searched_ = 0;
+  std::size_t end_ = std::string_view::npos;
+  beast::error_code ec_;
+};
 
 // ---------------------------------------------------------------------------------------------
 
@@ -217,9 +242,13 @@ class Session {
       // The wait for the next head happens here, not in serve_one(): an idle keep-alive
       // connection then holds only this small frame, not serve_one()'s (parsers, relay state).
       lowest(client_).expires_after(ctx_.idle_timeout);
-      auto [rec, head_end] = co_await read_raw_head(client_, buf_, ctx_.max_header_bytes);
+      HeadReader hr(buf_, ctx_.max_header_bytes);
+      while (hr.need_read()) {
+        auto [ec, n] = co_await client_.async_read_some(hr.room(), tuple_awaitable);
+        hr.read(ec, n);
+      }
       // (GCC 12 miscompiles co_await inside a negated condition: keep it a statement.)
-      bool keep = co_await serve_one(rec, head_end);
+      bool keep = co_await serve_one(hr.ec(), hr.end());
       if (!keep) co_return;
       if (ctx_.tracker.draining.load(std::memory_order_relaxed)) co_return;
     }
@@ -562,8 +591,14 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   for (;;) {
     auto& rp = *rp_slot;
     conn->tcp().expires_after(ctx_.request_timeout);
-    auto [ec, head_end] = co_await std::visit(
-        [&](auto& up) { return read_raw_head(up, conn->buffer, ctx_.max_header_bytes, /*response=*/true); }, conn->stream);
+    HeadReader hr(conn->buffer, ctx_.max_header_bytes, /*response=*/true);
+    while (hr.need_read()) {
+      auto [read_ec, n] = co_await std::visit(
+          [&](auto& up) { return up.async_read_some(hr.room(), tuple_awaitable); }, conn->stream);
+      hr.read(read_ec, n);
+    }
+    beast::error_code ec = hr.ec();
+    const std::size_t head_end = hr.end();
     if (!ec) {
       const std::string_view raw(static_cast<const char*>(conn->buffer.data().data()), head_end);
       ec = rp.put_head(raw);
