@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/encoding.hpp"
+#include "policy/scrubber.hpp"
 #include "secrets/secret_name.hpp"
 
 namespace sidekey::policy {
@@ -103,6 +104,86 @@ std::variant<const secrets::SecretEntry*, Refusal> SecretResolver::resolve(std::
   return e;
 }
 
+// What a memo keeps for a rule and a destination (see InjectionMemo).
+struct RewritePlan::MemoEntry {
+  std::shared_ptr<const PolicySnapshot> policy;        // holds `rule`
+  std::shared_ptr<const secrets::SecretView> secrets;  // holds the entries in `resolved`
+  const Rule* rule = nullptr;
+  Destination destination;
+  std::vector<std::pair<std::string, const secrets::SecretEntry*>> resolved;  // each template secret
+  std::vector<std::string> secret_names, injected;
+  bool wrote_any = false;
+  std::shared_ptr<const ScrubSet> scrub_set;  // of what the templates write, when the rule scrubs
+};
+
+namespace {
+void note_written(WrittenValues& out, std::string_view secret, std::string replacement, std::string_view bytes) {
+  auto& w = out.emplace_back();
+  w.secret.assign(secret);
+  w.replacement = std::move(replacement);
+  w.bytes = SensitiveString::copy(bytes);
+}
+
+// Longest first (composed values contain the plaintext), each value once.
+void order_written(WrittenValues& written) {
+  // (An insertion sort: stable, and a handful of values needs no buffer of its own.)
+  for (std::size_t i = 1; i < written.size(); ++i)
+    for (std::size_t j = i; j > 0 && written[j - 1].bytes.size() < written[j].bytes.size(); --j)
+      std::swap(written[j - 1], written[j]);
+  // Composed values equal to a plaintext (a template that is one reference) are kept once.
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < written.size(); ++i) {
+    bool seen = std::any_of(written.begin(), written.begin() + static_cast<std::ptrdiff_t>(kept),
+                            [&](const WrittenValue& u) { return u.bytes.reveal() == written[i].bytes.reveal(); });
+    if (seen) continue;
+    if (kept != i) std::swap(written[kept], written[i]);
+    ++kept;
+  }
+  written.erase(written.begin() + static_cast<std::ptrdiff_t>(kept), written.end());
+}
+
+// A secret's plaintext by name, from the secrets a rewrite resolved (all of them, first).
+auto plaintext_of(const std::vector<std::pair<std::string, const secrets::SecretEntry*>>& resolved) {
+  return [&resolved](std::string_view name) -> std::string_view {
+    for (const auto& r : resolved)
+      if (r.first == name) return r.second->value->reveal();
+    return {};  // unreachable: every name was resolved
+  };
+}
+
+// The query value a template writes: rendered, then percent-encoded.
+std::string encoded_template_value(const InjectItem& item,
+                                   const std::vector<std::pair<std::string, const secrets::SecretEntry*>>& resolved) {
+  std::string rendered, encoded;
+  item.value.render(plaintext_of(resolved), rendered);
+  append_percent_encoded(encoded, rendered);
+  secrets::wipe(rendered);
+  return encoded;
+}
+
+// What a plan a memo helped make wrote: rewrite_into's values for a request without agent-written
+// references (the templates', then each secret's plaintext), composed again from the entry.
+void compose_written(WrittenValues& out, const RewritePlan::MemoEntry& e) {
+  const auto value_of = plaintext_of(e.resolved);
+  for (const auto& item : e.rule->inject_headers) {
+    if (item.value.secret_names().empty()) continue;
+    std::string value;
+    item.value.render(value_of, value);
+    note_written(out, item.value.secret_names()[0], item.value.source(), value);
+    secrets::wipe(value);
+  }
+  for (const auto& item : e.rule->inject_query) {
+    if (item.value.secret_names().empty()) continue;
+    std::string encoded = encoded_template_value(item, e.resolved);
+    note_written(out, item.value.secret_names()[0], item.value.source(), encoded);
+    secrets::wipe(encoded);
+  }
+  for (const auto& [name, entry] : e.resolved) note_written(out, name, secrets::reference_for(name), entry->value->reveal());
+  order_written(out);
+}
+}  // namespace
+
+RewritePlan::RewritePlan() = default;
 RewritePlan::~RewritePlan() { wipe(); }
 
 RewritePlan::RewritePlan(RewritePlan&& o) noexcept
@@ -111,9 +192,11 @@ RewritePlan::RewritePlan(RewritePlan&& o) noexcept
       headers(std::move(o.headers)),
       secrets(std::move(o.secrets)),
       injected(std::move(o.injected)),
-      written(std::move(o.written)),
       body(o.body),
-      scrub(o.scrub) {
+      scrub(o.scrub),
+      written_(std::move(o.written_)),
+      written_composed_(o.written_composed_),
+      memo_(std::move(o.memo_)) {
   o.wipe();
 }
 
@@ -125,12 +208,29 @@ RewritePlan& RewritePlan::operator=(RewritePlan&& o) noexcept {
     headers = std::move(o.headers);
     secrets = std::move(o.secrets);
     injected = std::move(o.injected);
-    written = std::move(o.written);
     body = o.body;
     scrub = o.scrub;
+    written_ = std::move(o.written_);
+    written_composed_ = o.written_composed_;
+    memo_ = std::move(o.memo_);
     o.wipe();
   }
   return *this;
+}
+
+const WrittenValues& RewritePlan::written() const {
+  if (!written_composed_) {
+    compose_written(written_, *memo_);
+    written_composed_ = true;
+  }
+  return written_;
+}
+
+bool RewritePlan::wrote_any() const { return written_composed_ ? !written_.empty() : memo_->wrote_any; }
+
+const std::shared_ptr<const ScrubSet>& RewritePlan::scrub_set() const {
+  static const std::shared_ptr<const ScrubSet> none;
+  return memo_ ? memo_->scrub_set : none;
 }
 
 void RewritePlan::wipe() noexcept {
@@ -143,6 +243,27 @@ void RewritePlan::wipe() noexcept {
   wipe_spare(headers);
 }
 
+void InjectionMemo::use(const std::shared_ptr<const PolicySnapshot>& policy,
+                        const std::shared_ptr<const secrets::SecretView>& secrets) {
+  if (policy == policy_ && secrets == secrets_) return;
+  entries_.clear();
+  policy_ = policy;
+  secrets_ = secrets;
+}
+
+std::shared_ptr<const RewritePlan::MemoEntry> InjectionMemo::find(const PolicySnapshot& policy, const Rule* rule,
+                                                                  const Destination& d) const {
+  if (!current_for(policy)) return nullptr;
+  for (const auto& e : entries_)
+    if (e->rule == rule && e->destination == d) return e;
+  return nullptr;
+}
+
+void InjectionMemo::keep(std::shared_ptr<const RewritePlan::MemoEntry> e) {
+  if (entries_.size() >= kCapacity) entries_.clear();
+  entries_.push_back(std::move(e));
+}
+
 RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, RequestHead head,
                       const SecretLookup& secrets) {
   RewritePlan plan;
@@ -151,7 +272,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, Re
 }
 
 std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& policy, const Decision& decision,
-                                    RequestHead head, const SecretLookup& secrets) {
+                                    RequestHead head, const SecretLookup& secrets, InjectionMemo* memo) {
   const Rule* rule = decision.rule;
   const Destination& dest = decision.destination;
   auto refuse = [&](std::string_view c, std::string msg, std::string_view secret = {}) {
@@ -181,7 +302,6 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
   }
 
   plan.method = std::move(head.method);
-  if (rule) plan.written.reserve(2 * (rule->inject_headers.size() + rule->inject_query.size()) + 2);
   // Room for Host, the templates and the proxy's Accept-Encoding now, while the fields hold only
   // what the agent sent: a vector that grows later would free an array with the short values
   // written into it.
@@ -262,6 +382,63 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
     return refuse(code::reference_required,
                   "rule '" + rule->name + "' requires the request to carry a secret reference ({{secrets.NAME}})");
 
+  // The query: untouched parameters keep their bytes; substituted values are percent-encoded.
+  std::string new_query;
+  auto append_param = [&](std::string_view key, bool has_value, std::string_view value) {
+    reserve_wiping(new_query, new_query.size() + key.size() + value.size() + 2);
+    if (!new_query.empty()) new_query += '&';
+    new_query.append(key);
+    if (has_value) {
+      new_query += '=';
+      new_query.append(value);
+    }
+  };
+  // The end of every inject: the target, then what the body needs.
+  auto finish = [&]() -> std::optional<Refusal> {
+    plan.target.reserve(path.size() + 1 + new_query.size());
+    plan.target.append(path);
+    if (!new_query.empty()) {
+      plan.target += '?';
+      plan.target.append(new_query);
+    }
+    secrets::wipe(new_query);
+    if (rule->references_allowed(kBody) && body_head.has_body) {
+      if (const auto& ce = body_head.content_encoding; ce && !iequals(*ce, "identity"))
+        return refuse(code::bad_request, "rule '" + rule->name +
+                                             "' substitutes references in bodies, which cannot be read through "
+                                             "Content-Encoding " + *ce);
+      plan.body = body_format_for(body_head.content_type ? std::string_view(*body_head.content_type) : std::string_view{});
+    }
+    plan.scrub = rule->scrub;
+    return std::nullopt;
+  };
+
+  // The rule's templates alone: their secrets were resolved and checked for this destination
+  // before, if the memo has it.
+  const bool memoize = memo != nullptr && agent.empty() && memo->current_for(policy);
+  if (memoize) {
+    if (auto e = memo->find(policy, rule, dest)) {
+      const auto value_of = plaintext_of(e->resolved);
+      for (const auto& item : rule->inject_headers) {  // (header-safe: the same values were)
+        auto& h = plan.headers.emplace_back();
+        h.name = item.name;
+        item.value.render(value_of, h.value);
+      }
+      for (const auto& p : params) append_param(p.key, p.has_value, p.value);
+      for (const auto& item : rule->inject_query) {
+        std::string encoded_key, encoded = encoded_template_value(item, e->resolved);
+        append_percent_encoded(encoded_key, item.name);
+        append_param(encoded_key, true, encoded);
+        secrets::wipe(encoded);
+      }
+      plan.secrets = e->secret_names;
+      plan.injected = e->injected;
+      plan.written_composed_ = false;
+      plan.memo_ = std::move(e);
+      return finish();
+    }
+  }
+
   // Resolve every secret before composing anything: all substitutions or none.
   std::vector<std::pair<std::string, const secrets::SecretEntry*>> resolved;
   SecretResolver resolver(policy, decision, secrets);
@@ -281,23 +458,15 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
     for (const auto& ref : a.scan.references)
       if (auto r = resolve(ref.name)) return std::move(*r);
 
-  auto value_of = [&](std::string_view name) -> std::string_view {
-    for (const auto& r : resolved)
-      if (r.first == name) return r.second->value->reveal();
-    return {};  // unreachable: every name was resolved above
-  };
+  const auto value_of = plaintext_of(resolved);
   auto first_secret = [](const ReferenceScan& s) -> const std::string& { return s.references.front().name; };
-  auto note_written = [&](std::string_view secret, std::string replacement, std::string_view bytes) {
-    auto& w = plan.written.emplace_back();
-    w.secret.assign(secret);
-    w.replacement = std::move(replacement);
-    w.bytes = SensitiveString::copy(bytes);
-  };
+  WrittenValues& written = plan.written_;
+  written.reserve(2 * (rule->inject_headers.size() + rule->inject_query.size()) + 2);
   std::size_t agent_composed_bytes = 0;
   auto note_agent_written = [&](std::string_view secret, std::string replacement, std::string_view bytes) {
     if (agent_composed_bytes + bytes.size() > kAgentComposedScrubBudget) return;  // its plaintexts still are
     agent_composed_bytes += bytes.size();
-    note_written(secret, std::move(replacement), bytes);
+    note_written(written, secret, std::move(replacement), bytes);
   };
 
   // Agent-written header values.
@@ -326,23 +495,12 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
                     item.value.secret_names().empty() ? std::string_view{} : item.value.secret_names()[0]);
     }
     if (!item.value.secret_names().empty()) {
-      note_written(item.value.secret_names()[0], item.value.source(), value);
+      note_written(written, item.value.secret_names()[0], item.value.source(), value);
       add_unique(plan.injected, item.audit);
     }
     plan.headers.push_back({item.name, std::move(value)});
   }
 
-  // The query: untouched parameters keep their bytes; substituted values are percent-encoded.
-  std::string new_query;
-  auto append_param = [&](std::string_view key, bool has_value, std::string_view value) {
-    reserve_wiping(new_query, new_query.size() + key.size() + value.size() + 2);
-    if (!new_query.empty()) new_query += '&';
-    new_query.append(key);
-    if (has_value) {
-      new_query += '=';
-      new_query.append(value);
-    }
-  };
   for (std::size_t i = 0; i < params.size(); ++i) {
     const QueryParam& p = params[i];
     auto a = std::find_if(agent.begin(), agent.end(),
@@ -359,56 +517,38 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
     add_unique(plan.injected, "query:" + p.decoded_key);
   }
   for (const auto& item : rule->inject_query) {
-    std::string rendered, encoded_key, encoded;
-    item.value.render(value_of, rendered);
+    std::string encoded_key, encoded = encoded_template_value(item, resolved);
     append_percent_encoded(encoded_key, item.name);
-    append_percent_encoded(encoded, rendered);
-    secrets::wipe(rendered);
     if (!item.value.secret_names().empty()) {
-      note_written(item.value.secret_names()[0], item.value.source(), encoded);
+      note_written(written, item.value.secret_names()[0], item.value.source(), encoded);
       add_unique(plan.injected, item.audit);
     }
     append_param(encoded_key, true, encoded);
     secrets::wipe(encoded);
   }
-  plan.target.reserve(path.size() + 1 + new_query.size());
-  plan.target.append(path);
-  if (!new_query.empty()) {
-    plan.target += '?';
-    plan.target.append(new_query);
-  }
-  secrets::wipe(new_query);
 
   // Each secret's plaintext, then longest first (composed values contain the plaintext).
   for (const auto& [name, entry] : resolved) {
     plan.secrets.push_back(name);
-    note_written(name, secrets::reference_for(name), entry->value->reveal());
+    note_written(written, name, secrets::reference_for(name), entry->value->reveal());
   }
-  // (An insertion sort: stable, and a handful of values needs no buffer of its own.)
-  auto& written = plan.written;
-  for (std::size_t i = 1; i < written.size(); ++i)
-    for (std::size_t j = i; j > 0 && written[j - 1].bytes.size() < written[j].bytes.size(); --j)
-      std::swap(written[j - 1], written[j]);
-  // Composed values equal to a plaintext (a template that is one reference) are kept once.
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < written.size(); ++i) {
-    bool seen = std::any_of(written.begin(), written.begin() + static_cast<std::ptrdiff_t>(kept),
-                            [&](const WrittenValue& u) { return u.bytes.reveal() == written[i].bytes.reveal(); });
-    if (seen) continue;
-    if (kept != i) std::swap(written[kept], written[i]);
-    ++kept;
-  }
-  written.erase(written.begin() + static_cast<std::ptrdiff_t>(kept), written.end());
+  order_written(written);
 
-  if (rule->references_allowed(kBody) && body_head.has_body) {
-    if (const auto& ce = body_head.content_encoding; ce && !iequals(*ce, "identity"))
-      return refuse(code::bad_request, "rule '" + rule->name +
-                                           "' substitutes references in bodies, which cannot be read through "
-                                           "Content-Encoding " + *ce);
-    plan.body = body_format_for(body_head.content_type ? std::string_view(*body_head.content_type) : std::string_view{});
+  if (memoize) {
+    auto e = std::make_shared<RewritePlan::MemoEntry>();
+    e->policy = memo->policy_;
+    e->secrets = memo->secrets_;
+    e->rule = rule;
+    e->destination = dest;
+    e->resolved = std::move(resolved);
+    e->secret_names = plan.secrets;
+    e->injected = plan.injected;
+    e->wrote_any = !written.empty();
+    if (rule->scrub && e->wrote_any) e->scrub_set = ScrubSet::build(written);
+    plan.memo_ = e;  // (for its scrub set: written_ is composed already)
+    memo->keep(std::move(e));
   }
-  plan.scrub = rule->scrub;
-  return std::nullopt;
+  return finish();
 }
 
 BodySubstituter::Resolve body_resolver(const PolicySnapshot& policy, const Decision& decision,

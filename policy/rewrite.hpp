@@ -67,6 +67,10 @@ struct WrittenValue {
   std::string replacement;  // never plaintext
   SensitiveString bytes;
 };
+using WrittenValues = std::vector<WrittenValue>;
+
+class InjectionMemo;
+class ScrubSet;
 
 struct RewritePlan {
   std::string method;
@@ -74,19 +78,62 @@ struct RewritePlan {
   Headers headers;     // hop-by-hop removed, Host set, templates injected, references substituted
   std::vector<std::string> secrets;   // names used, distinct (audit `secrets`)
   std::vector<std::string> injected;  // "header:Authorization", "query:key", "body" (audit `injected`)
-  std::vector<WrittenValue> written;  // longest first, so a scrubber can prefer the longest match
   std::optional<BodyFormat> body;     // run the body through a BodySubstituter of this format
   bool scrub = false;                 // scrub the response (inject rules unless scrub: false)
 
-  RewritePlan() = default;
+  // What was written, longest first, so a scrubber can prefer the longest match. A plan made
+  // with a memo's help composes these only when asked (the response scrubber takes the memo's
+  // set instead, scrub_set()).
+  const WrittenValues& written() const;
+  bool wrote_any() const;
+  // The scrub set of written(), when the memo that helped make the plan has it built.
+  const std::shared_ptr<const ScrubSet>& scrub_set() const;
+
+  RewritePlan();
   ~RewritePlan();
   RewritePlan(RewritePlan&& o) noexcept;
   RewritePlan& operator=(RewritePlan&& o) noexcept;
   RewritePlan(const RewritePlan&) = delete;
   RewritePlan& operator=(const RewritePlan&) = delete;
 
+  struct MemoEntry;  // what an InjectionMemo keeps (policy/rewrite.cpp)
+
  private:
+  friend class InjectionMemo;
+  friend std::optional<Refusal> rewrite_into(RewritePlan&, const PolicySnapshot&, const Decision&, RequestHead,
+                                             const SecretLookup&, InjectionMemo*);
+  mutable WrittenValues written_;
+  mutable bool written_composed_ = true;  // false: compose written_ from memo_ when asked
+  std::shared_ptr<const MemoEntry> memo_;
   void wipe() noexcept;
+};
+
+// What an inject rule's templates come to for one destination, kept from one request to the
+// next: resolving every secret and checking its binding, and the response's scrub set, are the
+// same work for every request the rule's templates alone inject into (no agent-written
+// reference). It keeps no plaintext of its own: the secret entries it resolved (their values
+// stay in protected pages) and the scrub set (kept across requests by the proxy anyway). Valid
+// for one policy snapshot and one secret view, which it holds while it keeps anything for them;
+// a request with others empties it. Not thread-safe: one per worker thread.
+class InjectionMemo {
+ public:
+  // Forgets what it holds unless it was filled for this policy and these secrets.
+  void use(const std::shared_ptr<const PolicySnapshot>& policy, const std::shared_ptr<const secrets::SecretView>& secrets);
+
+ private:
+  friend std::optional<Refusal> rewrite_into(RewritePlan&, const PolicySnapshot&, const Decision&, RequestHead,
+                                             const SecretLookup&, InjectionMemo*);
+  // Few rules inject on one worker at a time: a short list, emptied when full.
+  static constexpr std::size_t kCapacity = 16;
+  // For another snapshot than use() made it current for: nothing found, nothing kept.
+  std::shared_ptr<const RewritePlan::MemoEntry> find(const PolicySnapshot& policy, const Rule* rule,
+                                                     const Destination& d) const;
+  bool current_for(const PolicySnapshot& policy) const { return policy_ && &policy == policy_.get() && secrets_; }
+  void keep(std::shared_ptr<const RewritePlan::MemoEntry> e);
+
+  std::shared_ptr<const PolicySnapshot> policy_;
+  std::shared_ptr<const secrets::SecretView> secrets_;
+  std::vector<std::shared_ptr<const RewritePlan::MemoEntry>> entries_;
 };
 
 using RewriteResult = std::variant<RewritePlan, Refusal>;
@@ -107,8 +154,10 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, Re
 // The same, into `plan` (empty, default-constructed): the proxy's plan lives in its request's
 // frame and is never moved (a move costs a pass over every field and a wipe of the source).
 // On a refusal `plan` holds part of the head; the caller drops it (its destructor wipes it).
+// With a memo (made current for `policy` and the view behind `secrets` with use()), a request
+// that carries no agent-written reference takes its rule's rendered templates from it.
 std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& policy, const Decision& decision,
-                                    RequestHead head, const SecretLookup& secrets);
+                                    RequestHead head, const SecretLookup& secrets, InjectionMemo* memo = nullptr);
 
 // The resolver a BodySubstituter needs for `plan.body`. Copies the decision; `policy` and
 // `secrets` are captured by reference and must outlive the substituter (the proxy holds the

@@ -155,13 +155,13 @@ class ScrubSetCache {
     key_.clear();
     for (const auto& name : secrets) {
       const auto* entry = lookup.find(name);
-      if (!entry || !entry->value) return policy::ScrubSet::build(plan.written);  // not cacheable
+      if (!entry || !entry->value) return policy::ScrubSet::build(plan.written());  // not cacheable
       key_ += name;
       key_ += '\0';
       auto identity = reinterpret_cast<std::uintptr_t>(entry->value.get());
       key_.append(reinterpret_cast<const char*>(&identity), sizeof identity);
     }
-    for (const auto& w : plan.written) {
+    for (const auto& w : plan.written()) {
       key_ += w.replacement;
       key_ += '\0';
     }
@@ -169,7 +169,7 @@ class ScrubSetCache {
     std::vector<std::shared_ptr<const secrets::SecretValue>> values;
     for (const auto& name : secrets) values.push_back(lookup.find(name)->value);
     std::string key = key_;
-    auto set = policy::ScrubSet::build(plan.written);
+    auto set = policy::ScrubSet::build(plan.written());
     // Bounded in entries and in bytes (simple: sets are cheap to rebuild). The key holds what the
     // agent wrote around its references, so the agent chooses how many distinct sets there are.
     const std::size_t cost = set->memory_bytes() + key.size();
@@ -198,6 +198,11 @@ class ScrubSetCache {
 ScrubSetCache& scrub_sets_for_this_thread() {
   thread_local ScrubSetCache cache;
   return cache;
+}
+
+policy::InjectionMemo& injection_memo_for_this_thread() {
+  thread_local policy::InjectionMemo memo;
+  return memo;
 }
 
 struct RequestState {
@@ -377,9 +382,12 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   const policy::Header* expect = policy::find_header(p.fields, "expect");
   std::string expect_value = expect ? expect->value : std::string();
   policy::RequestHead head{p.method_string, std::move(origin_target), std::move(p.fields)};
-  ViewLookup lookup(ctx_.secrets.current());
+  auto secret_view = ctx_.secrets.current();
+  auto& memo = injection_memo_for_this_thread();
+  memo.use(policy, secret_view);
+  ViewLookup lookup(std::move(secret_view));
   policy::RewritePlan plan;
-  if (auto r = policy::rewrite_into(plan, *policy, decision, std::move(head), lookup))
+  if (auto r = policy::rewrite_into(plan, *policy, decision, std::move(head), lookup, &memo))
     co_return co_await refuse(st, *r, p.is_done());
   st.audit.secrets = std::move(plan.secrets);  // (the names the plan used: the scrub set's key below)
   st.audit.injected = std::move(plan.injected);
@@ -519,13 +527,15 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // Everything written upstream is now known: the plan's values and any body substitutions.
   policy::Scrubber scrubber;
   bool body_substituted = substituter && !substituter->values_used().empty();
-  if (plan.scrub && !plan.written.empty() && !body_substituted) {
-    // (No body secret was added to the audit's names: they are the plan's.)
-    scrubber = policy::Scrubber(scrub_sets_for_this_thread().get(st.audit.secrets, plan, lookup));
+  if (plan.scrub && plan.wrote_any() && !body_substituted) {
+    // (No body secret was added to the audit's names: they are the plan's.) A plan made with
+    // the memo's help has the memo's set.
+    scrubber = policy::Scrubber(plan.scrub_set() ? plan.scrub_set()
+                                                 : scrub_sets_for_this_thread().get(st.audit.secrets, plan, lookup));
   } else if (plan.scrub) {
     std::vector<std::string> body_refs;
     std::vector<policy::ScrubPattern> patterns;
-    for (const auto& w : plan.written) patterns.push_back({w.bytes.reveal(), w.replacement});
+    for (const auto& w : plan.written()) patterns.push_back({w.bytes.reveal(), w.replacement});
     if (substituter) {
       const auto& names = substituter->secrets_used();
       const auto& values = substituter->values_used();

@@ -84,7 +84,7 @@ std::string header(const RewritePlan& p, std::string_view name) {
   return h ? h->value : "<none>";
 }
 bool wrote(const RewritePlan& p, std::string_view bytes, std::string_view replacement) {
-  for (const auto& w : p.written)
+  for (const auto& w : p.written())
     if (w.bytes.reveal() == bytes && w.replacement == replacement) return true;
   return false;
 }
@@ -113,11 +113,11 @@ BOOST_AUTO_TEST_CASE(template_header_injected) {
   for (const auto& h : p.headers) count += iequals(h.name, "authorization");
   BOOST_TEST(count == 1);
   // Scrub list: the composed header value and the plaintext, longest first.
-  BOOST_REQUIRE_EQUAL(p.written.size(), 2u);
-  BOOST_TEST(p.written[0].bytes.reveal() == "Bearer sk-live-123");
-  BOOST_TEST(p.written[0].replacement == "Bearer {{secrets.openai}}");
-  BOOST_TEST(p.written[1].bytes.reveal() == "sk-live-123");
-  BOOST_TEST(p.written[1].replacement == "{{secrets.openai}}");
+  BOOST_REQUIRE_EQUAL(p.written().size(), 2u);
+  BOOST_TEST(p.written()[0].bytes.reveal() == "Bearer sk-live-123");
+  BOOST_TEST(p.written()[0].replacement == "Bearer {{secrets.openai}}");
+  BOOST_TEST(p.written()[1].bytes.reveal() == "sk-live-123");
+  BOOST_TEST(p.written()[1].replacement == "{{secrets.openai}}");
 }
 
 BOOST_AUTO_TEST_CASE(template_query_injected_and_encoded) {
@@ -269,7 +269,7 @@ BOOST_AUTO_TEST_CASE(allow_forwards_untouched) {
   BOOST_TEST(header(p, "Proxy-Authorization") == "<none>");
   BOOST_TEST(header(p, "X-Literal") == "{{secrets.bad name}}");  // not a reference: no opinion
   BOOST_TEST(p.secrets.empty());
-  BOOST_TEST(p.written.empty());
+  BOOST_TEST(p.written().empty());
   BOOST_TEST(!p.scrub);
 }
 
@@ -393,14 +393,14 @@ BOOST_AUTO_TEST_CASE(agent_composed_values_scrubbed_whole_within_a_budget) {
   BOOST_TEST(header(p, "X-Big") == pad + "local-secret");
   BOOST_TEST(wrote(p, "T local-secret", "T {{secrets.local}}"));
   BOOST_TEST(wrote(p, "local-secret", "{{secrets.local}}"));
-  for (const auto& w : p.written) BOOST_TEST(w.bytes.size() <= kAgentComposedScrubBudget);
-  BOOST_TEST(p.written.size() == 2u);
+  for (const auto& w : p.written()) BOOST_TEST(w.bytes.size() <= kAgentComposedScrubBudget);
+  BOOST_TEST(p.written().size() == 2u);
   // Many small ones: the first within the budget are kept, the total stays bounded.
   Headers many;
   for (int i = 0; i < 100; ++i) many.push_back({"X-" + std::to_string(i), std::to_string(i) + "-{{secrets.local}}"});
   auto m = run(kLocal, {"GET", "/", many});
   std::size_t composed = 0;
-  for (const auto& w : plan_of(m).written)
+  for (const auto& w : plan_of(m).written())
     if (w.bytes.reveal() != "local-secret") composed += w.bytes.size();
   BOOST_TEST(composed <= kAgentComposedScrubBudget);
   BOOST_TEST(composed > kAgentComposedScrubBudget / 2);
@@ -427,7 +427,7 @@ BOOST_AUTO_TEST_CASE(plan_moves_and_wipes) {
   BOOST_TEST(header(q, "Authorization") == "Bearer sk-live-123");
   BOOST_TEST(p.headers.empty());
   BOOST_TEST(p.target.empty());
-  BOOST_TEST(p.written.empty());
+  BOOST_TEST(p.written().empty());
 }
 
 BOOST_AUTO_TEST_CASE(effective_binding_union) {
@@ -436,6 +436,150 @@ BOOST_AUTO_TEST_CASE(effective_binding_union) {
   BOOST_TEST(b.size() == 2u);
   const auto* t = secrets.find("tasks/t1/openai");
   BOOST_TEST(effective_binding(*policy, *t).size() == 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// InjectionMemo: what the proxy passes to rewrite_into (one per worker).
+
+namespace {
+// A secret view and a lookup over it, as the proxy has them (the memo holds the view).
+class ViewLookup final : public SecretLookup {
+ public:
+  explicit ViewLookup(std::shared_ptr<const sidekey::secrets::SecretView> v) : view(std::move(v)) {}
+  const sidekey::secrets::SecretEntry* find(std::string_view name) const override {
+    auto it = view->entries().find(name);  // (SecretView::find is the secrets library's)
+    return it == view->entries().end() ? nullptr : &it->second;
+  }
+  std::shared_ptr<const sidekey::secrets::SecretView> view;
+};
+std::shared_ptr<const sidekey::secrets::SecretView> view_of(const std::map<std::string, std::string>& values,
+                                                            const std::map<std::string, std::string>& bindings = {}) {
+  std::map<std::string, sidekey::secrets::SecretEntry, std::less<>> entries;
+  for (const auto& [name, value] : values) {
+    sidekey::secrets::SecretEntry e;
+    e.name = e.binding_name = name;
+    if (auto b = bindings.find(name); b != bindings.end()) e.binding_name = b->second;
+    e.origin = "store";
+    e.value = std::make_shared<const sidekey::secrets::SecretValue>(value);
+    entries.emplace(name, std::move(e));
+  }
+  return std::make_shared<const sidekey::secrets::SecretView>(std::move(entries));
+}
+// Every field of two plans alike (written() composed on demand for a plan the memo helped make).
+void same_plan(const RewritePlan& a, const RewritePlan& b) {
+  BOOST_TEST(a.method == b.method);
+  BOOST_TEST(a.target == b.target);
+  BOOST_REQUIRE_EQUAL(a.headers.size(), b.headers.size());
+  for (std::size_t i = 0; i < a.headers.size(); ++i) {
+    BOOST_TEST(a.headers[i].name == b.headers[i].name);
+    BOOST_TEST(a.headers[i].value == b.headers[i].value);
+  }
+  BOOST_TEST(a.secrets == b.secrets);
+  BOOST_TEST(a.injected == b.injected);
+  BOOST_TEST(a.scrub == b.scrub);
+  BOOST_TEST(a.body.has_value() == b.body.has_value());
+  BOOST_TEST(a.wrote_any() == b.wrote_any());
+  BOOST_REQUIRE_EQUAL(a.written().size(), b.written().size());
+  for (std::size_t i = 0; i < a.written().size(); ++i) {
+    BOOST_TEST(a.written()[i].bytes.reveal() == b.written()[i].bytes.reveal());
+    BOOST_TEST(a.written()[i].replacement == b.written()[i].replacement);
+    BOOST_TEST(a.written()[i].secret == b.written()[i].secret);
+  }
+  BOOST_TEST(a.wrote_any() == !a.written().empty());
+}
+std::optional<Refusal> rewrite_with(const PolicyPtr& policy, const Destination& d, RequestHead head,
+                                    const SecretLookup& lookup, RewritePlan& plan, InjectionMemo* memo) {
+  auto decision = policy->decide(d, head.method, head.target);
+  return rewrite_into(plan, *policy, decision, std::move(head), lookup, memo);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_memo_gives_the_plan_a_rewrite_without_it_gives) {
+  auto view = view_of({{"openai", "sk-live-123"}, {"maps", "AIza key/with+chars"}});
+  ViewLookup lookup(view);
+  InjectionMemo memo;
+  memo.use(policy, view);
+  const std::vector<std::pair<Destination, RequestHead>> requests = {
+      {https("api.openai.com"), {"POST", "/v1/chat?x=1", {{"Authorization", "Bearer agent-fake"}, {"Accept", "*/*"}}}},
+      {https("maps.googleapis.com"), {"GET", "/maps/api/geocode/json?address=x+y&key=agent", {}}},
+      // An agent-written reference: composed for this request alone, the memo not asked.
+      {https("api.openai.com"), {"GET", "/v1/models", {{"X-Org", "org {{secrets.openai}}"}}}},
+  };
+  for (const auto& [dest, head] : requests) {
+    RewritePlan expected;
+    BOOST_REQUIRE(!rewrite_with(policy, dest, head, lookup, expected, nullptr));
+    BOOST_TEST(!expected.scrub_set());
+    const ScrubSet* first_set = nullptr;
+    for (int i = 0; i < 3; ++i) {  // the first fills the memo, the others are served from it
+      RewritePlan p;
+      BOOST_REQUIRE(!rewrite_with(policy, dest, head, lookup, p, &memo));
+      same_plan(p, expected);
+      if (head.headers.size() == 1 && head.headers[0].name == "X-Org") {
+        BOOST_TEST(!p.scrub_set(), "a plan with agent-written values has no memo's set");
+        BOOST_TEST(wrote(p, "org sk-live-123", "org {{secrets.openai}}"));
+        continue;
+      }
+      BOOST_REQUIRE(p.scrub_set());
+      if (i == 0) first_set = p.scrub_set().get();
+      BOOST_TEST(p.scrub_set().get() == first_set, "served by the same memo entry");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_memo_forgets_what_it_kept_for_other_secrets) {
+  auto old_view = view_of({{"openai", "sk-old-value"}});
+  auto new_view = view_of({{"openai", "sk-new-value"}});
+  InjectionMemo memo;
+  const RequestHead head{"GET", "/v1/models", {}};
+  memo.use(policy, old_view);
+  for (int i = 0; i < 2; ++i) {
+    RewritePlan p;
+    BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), head, ViewLookup(old_view), p, &memo));
+    BOOST_TEST(header(p, "Authorization") == "Bearer sk-old-value");
+  }
+  memo.use(policy, new_view);  // the secret was rotated
+  RewritePlan p;
+  BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), head, ViewLookup(new_view), p, &memo));
+  BOOST_TEST(header(p, "Authorization") == "Bearer sk-new-value");
+  BOOST_TEST(wrote(p, "sk-new-value", "{{secrets.openai}}"));
+  BOOST_TEST(!wrote(p, "sk-old-value", "{{secrets.openai}}"));
+  // A memo made current for another policy snapshot helps no plan of this one.
+  auto other = load(kPolicy);
+  memo.use(other, new_view);
+  RewritePlan q;
+  BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), head, ViewLookup(new_view), q, &memo));
+  BOOST_TEST(header(q, "Authorization") == "Bearer sk-new-value");
+  BOOST_TEST(!q.scrub_set());
+}
+
+BOOST_AUTO_TEST_CASE(a_memo_keeps_each_destination_apart) {
+  // One rule for two hosts, its secret's value bound (through its binding name, as a task
+  // secret's is) to one: what was checked for one host is not taken for the other.
+  auto two = load(R"(
+version: 1
+default: deny
+secrets:
+  k: { hosts: ["a.example.com", "b.example.com"] }
+  narrow: { hosts: ["a.example.com"] }
+rules:
+  - name: two
+    match: { hosts: ["a.example.com", "b.example.com"] }
+    inject: { headers: { X-Key: "{{secrets.k}}" } }
+)");
+  auto view = view_of({{"k", "k-value-123"}}, {{"k", "narrow"}});
+  ViewLookup lookup(view);
+  InjectionMemo memo;
+  memo.use(two, view);
+  const RequestHead head{"GET", "/", {}};
+  for (int i = 0; i < 2; ++i) {
+    RewritePlan a;
+    BOOST_REQUIRE(!rewrite_with(two, https("a.example.com"), head, lookup, a, &memo));
+    BOOST_TEST(header(a, "X-Key") == "k-value-123");
+    RewritePlan b;
+    auto refused = rewrite_with(two, https("b.example.com"), head, lookup, b, &memo);
+    BOOST_REQUIRE(refused);
+    BOOST_TEST(refused->code == code::secret_not_bound);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
