@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "core/encoding.hpp"
-#include "policy/scrubber.hpp"
 #include "secrets/secret_name.hpp"
 
 namespace sidekey::policy {
@@ -104,16 +103,18 @@ std::variant<const secrets::SecretEntry*, Refusal> SecretResolver::resolve(std::
   return e;
 }
 
+// The secrets a rewrite resolved, by name, with their values.
+using Resolved = std::vector<std::pair<std::string, std::shared_ptr<const secrets::SecretValue>>>;
+
 // What a memo keeps for a rule and a destination (see InjectionMemo).
 struct RewritePlan::MemoEntry {
-  std::shared_ptr<const PolicySnapshot> policy;        // holds `rule`
-  std::shared_ptr<const secrets::SecretView> secrets;  // holds the entries in `resolved`
+  std::shared_ptr<const PolicySnapshot> policy;  // holds `rule`
   const Rule* rule = nullptr;
   Destination destination;
-  std::vector<std::pair<std::string, const secrets::SecretEntry*>> resolved;  // each template secret
+  Resolved resolved;  // each template secret's value
   std::vector<std::string> secret_names, injected;
   bool wrote_any = false;
-  std::shared_ptr<const ScrubSet> scrub_set;  // of what the templates write, when the rule scrubs
+  std::shared_ptr<const ScrubSet> scrub_set;  // of what the templates write (kept by the proxy)
 };
 
 namespace {
@@ -143,17 +144,16 @@ void order_written(WrittenValues& written) {
 }
 
 // A secret's plaintext by name, from the secrets a rewrite resolved (all of them, first).
-auto plaintext_of(const std::vector<std::pair<std::string, const secrets::SecretEntry*>>& resolved) {
+auto plaintext_of(const Resolved& resolved) {
   return [&resolved](std::string_view name) -> std::string_view {
     for (const auto& r : resolved)
-      if (r.first == name) return r.second->value->reveal();
+      if (r.first == name) return r.second->reveal();
     return {};  // unreachable: every name was resolved
   };
 }
 
 // The query value a template writes: rendered, then percent-encoded.
-std::string encoded_template_value(const InjectItem& item,
-                                   const std::vector<std::pair<std::string, const secrets::SecretEntry*>>& resolved) {
+std::string encoded_template_value(const InjectItem& item, const Resolved& resolved) {
   std::string rendered, encoded;
   item.value.render(plaintext_of(resolved), rendered);
   append_percent_encoded(encoded, rendered);
@@ -178,7 +178,7 @@ void compose_written(WrittenValues& out, const RewritePlan::MemoEntry& e) {
     note_written(out, item.value.secret_names()[0], item.value.source(), encoded);
     secrets::wipe(encoded);
   }
-  for (const auto& [name, entry] : e.resolved) note_written(out, name, secrets::reference_for(name), entry->value->reveal());
+  for (const auto& [name, value] : e.resolved) note_written(out, name, secrets::reference_for(name), value->reveal());
   order_written(out);
 }
 }  // namespace
@@ -198,6 +198,7 @@ RewritePlan::RewritePlan(RewritePlan&& o) noexcept
       written_composed_(o.written_composed_),
       memo_(std::move(o.memo_)) {
   o.wipe();
+  o.written_composed_ = true;  // (it has no memo entry left to compose from)
 }
 
 RewritePlan& RewritePlan::operator=(RewritePlan&& o) noexcept {
@@ -214,6 +215,7 @@ RewritePlan& RewritePlan::operator=(RewritePlan&& o) noexcept {
     written_composed_ = o.written_composed_;
     memo_ = std::move(o.memo_);
     o.wipe();
+    o.written_composed_ = true;
   }
   return *this;
 }
@@ -233,6 +235,10 @@ const std::shared_ptr<const ScrubSet>& RewritePlan::scrub_set() const {
   return memo_ ? memo_->scrub_set : none;
 }
 
+void RewritePlan::keep_scrub_set(std::shared_ptr<const ScrubSet> set) const {
+  if (memo_) memo_->scrub_set = std::move(set);
+}
+
 void RewritePlan::wipe() noexcept {
   secrets::wipe(target);
   for (auto& h : headers) secrets::wipe(h.value);
@@ -245,21 +251,21 @@ void RewritePlan::wipe() noexcept {
 
 void InjectionMemo::use(const std::shared_ptr<const PolicySnapshot>& policy,
                         const std::shared_ptr<const secrets::SecretView>& secrets) {
-  if (policy == policy_ && secrets == secrets_) return;
+  const bool same_view = secrets && !view_.owner_before(secrets) && !secrets.owner_before(view_) && !view_.expired();
+  if (policy == policy_ && same_view) return;
   entries_.clear();
   policy_ = policy;
-  secrets_ = secrets;
+  view_ = secrets;
+  view_id_ = secrets.get();
 }
 
-std::shared_ptr<const RewritePlan::MemoEntry> InjectionMemo::find(const PolicySnapshot& policy, const Rule* rule,
-                                                                  const Destination& d) const {
-  if (!current_for(policy)) return nullptr;
+std::shared_ptr<RewritePlan::MemoEntry> InjectionMemo::find(const Rule* rule, const Destination& d) const {
   for (const auto& e : entries_)
     if (e->rule == rule && e->destination == d) return e;
   return nullptr;
 }
 
-void InjectionMemo::keep(std::shared_ptr<const RewritePlan::MemoEntry> e) {
+void InjectionMemo::keep(std::shared_ptr<RewritePlan::MemoEntry> e) {
   if (entries_.size() >= kCapacity) entries_.clear();
   entries_.push_back(std::move(e));
 }
@@ -415,9 +421,9 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
 
   // The rule's templates alone: their secrets were resolved and checked for this destination
   // before, if the memo has it.
-  const bool memoize = memo != nullptr && agent.empty() && memo->current_for(policy);
+  const bool memoize = memo != nullptr && agent.empty() && memo->current_for(policy, secrets);
   if (memoize) {
-    if (auto e = memo->find(policy, rule, dest)) {
+    if (auto e = memo->find(rule, dest)) {
       const auto value_of = plaintext_of(e->resolved);
       for (const auto& item : rule->inject_headers) {  // (header-safe: the same values were)
         auto& h = plan.headers.emplace_back();
@@ -440,14 +446,14 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
   }
 
   // Resolve every secret before composing anything: all substitutions or none.
-  std::vector<std::pair<std::string, const secrets::SecretEntry*>> resolved;
+  Resolved resolved;
   SecretResolver resolver(policy, decision, secrets);
   auto resolve = [&](const std::string& name) -> std::optional<Refusal> {
     for (const auto& r : resolved)
       if (r.first == name) return std::nullopt;
     auto r = resolver.resolve(name);
     if (auto* refusal = std::get_if<Refusal>(&r)) return std::move(*refusal);
-    resolved.emplace_back(name, std::get<const secrets::SecretEntry*>(r));
+    resolved.emplace_back(name, std::get<const secrets::SecretEntry*>(r)->value);
     return std::nullopt;
   };
   for (const auto* items : {&rule->inject_headers, &rule->inject_query})
@@ -528,24 +534,22 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
   }
 
   // Each secret's plaintext, then longest first (composed values contain the plaintext).
-  for (const auto& [name, entry] : resolved) {
+  for (const auto& [name, value] : resolved) {
     plan.secrets.push_back(name);
-    note_written(written, name, secrets::reference_for(name), entry->value->reveal());
+    note_written(written, name, secrets::reference_for(name), value->reveal());
   }
   order_written(written);
 
   if (memoize) {
     auto e = std::make_shared<RewritePlan::MemoEntry>();
     e->policy = memo->policy_;
-    e->secrets = memo->secrets_;
     e->rule = rule;
     e->destination = dest;
     e->resolved = std::move(resolved);
     e->secret_names = plan.secrets;
     e->injected = plan.injected;
     e->wrote_any = !written.empty();
-    if (rule->scrub && e->wrote_any) e->scrub_set = ScrubSet::build(written);
-    plan.memo_ = e;  // (for its scrub set: written_ is composed already)
+    plan.memo_ = e;  // (for keep_scrub_set(): written_ is composed already)
     memo->keep(std::move(e));
   }
   return finish();

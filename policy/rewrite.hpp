@@ -23,6 +23,9 @@ namespace sidekey::policy {
 struct SecretLookup {
   virtual ~SecretLookup() = default;
   virtual const secrets::SecretEntry* find(std::string_view name) const = 0;
+  // The immutable view every answer comes from, or null (answers that may change): an
+  // InjectionMemo helps only a lookup over the view it was made current for.
+  virtual const secrets::SecretView* view() const { return nullptr; }
 };
 
 class FunctionLookup final : public SecretLookup {
@@ -86,8 +89,10 @@ struct RewritePlan {
   // set instead, scrub_set()).
   const WrittenValues& written() const;
   bool wrote_any() const;
-  // The scrub set of written(), when the memo that helped make the plan has it built.
+  // The scrub set of written() that the memo which helped make the plan keeps (null: none yet);
+  // keep_scrub_set() gives it one for the plans after this one.
   const std::shared_ptr<const ScrubSet>& scrub_set() const;
+  void keep_scrub_set(std::shared_ptr<const ScrubSet> set) const;
 
   RewritePlan();
   ~RewritePlan();
@@ -104,17 +109,18 @@ struct RewritePlan {
                                              const SecretLookup&, InjectionMemo*);
   mutable WrittenValues written_;
   mutable bool written_composed_ = true;  // false: compose written_ from memo_ when asked
-  std::shared_ptr<const MemoEntry> memo_;
+  std::shared_ptr<MemoEntry> memo_;
   void wipe() noexcept;
 };
 
 // What an inject rule's templates come to for one destination, kept from one request to the
 // next: resolving every secret and checking its binding, and the response's scrub set, are the
 // same work for every request the rule's templates alone inject into (no agent-written
-// reference). It keeps no plaintext of its own: the secret entries it resolved (their values
-// stay in protected pages) and the scrub set (kept across requests by the proxy anyway). Valid
-// for one policy snapshot and one secret view, which it holds while it keeps anything for them;
-// a request with others empties it. Not thread-safe: one per worker thread.
+// reference). It keeps no plaintext of its own: the secret values it resolved (in protected
+// pages) and the scrub set (the proxy keeps sets across requests anyway). Valid for one policy
+// snapshot and one secret view: a request with others empties it. It does not keep the view
+// alive (only knows it), so the values of a view that was replaced stay only as long as the
+// entries made with them, until the worker's next request. Not thread-safe: one per worker.
 class InjectionMemo {
  public:
   // Forgets what it holds unless it was filled for this policy and these secrets.
@@ -125,15 +131,19 @@ class InjectionMemo {
                                              const SecretLookup&, InjectionMemo*);
   // Few rules inject on one worker at a time: a short list, emptied when full.
   static constexpr std::size_t kCapacity = 16;
-  // For another snapshot than use() made it current for: nothing found, nothing kept.
-  std::shared_ptr<const RewritePlan::MemoEntry> find(const PolicySnapshot& policy, const Rule* rule,
-                                                     const Destination& d) const;
-  bool current_for(const PolicySnapshot& policy) const { return policy_ && &policy == policy_.get() && secrets_; }
-  void keep(std::shared_ptr<const RewritePlan::MemoEntry> e);
+  // Made current (use()) for this policy and the view behind `secrets`.
+  bool current_for(const PolicySnapshot& policy, const SecretLookup& secrets) const {
+    return policy_ && &policy == policy_.get() && secrets.view() != nullptr && secrets.view() == view_id_;
+  }
+  std::shared_ptr<RewritePlan::MemoEntry> find(const Rule* rule, const Destination& d) const;
+  void keep(std::shared_ptr<RewritePlan::MemoEntry> e);
 
+  // The policy is held (entries point at its rules; it holds no plaintext); the view is only
+  // known: its weak pointer keeps its control block, so no later view can be taken for it.
   std::shared_ptr<const PolicySnapshot> policy_;
-  std::shared_ptr<const secrets::SecretView> secrets_;
-  std::vector<std::shared_ptr<const RewritePlan::MemoEntry>> entries_;
+  std::weak_ptr<const secrets::SecretView> view_;
+  const secrets::SecretView* view_id_ = nullptr;
+  std::vector<std::shared_ptr<RewritePlan::MemoEntry>> entries_;
 };
 
 using RewriteResult = std::variant<RewritePlan, Refusal>;

@@ -36,6 +36,7 @@ class ViewLookup final : public policy::SecretLookup {
  public:
   explicit ViewLookup(std::shared_ptr<const secrets::SecretView> v) : view_(std::move(v)) {}
   const secrets::SecretEntry* find(std::string_view name) const override { return view_->find(name); }
+  const secrets::SecretView* view() const override { return view_.get(); }
 
  private:
   std::shared_ptr<const secrets::SecretView> view_;
@@ -387,8 +388,9 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   memo.use(policy, secret_view);
   ViewLookup lookup(std::move(secret_view));
   policy::RewritePlan plan;
-  if (auto r = policy::rewrite_into(plan, *policy, decision, std::move(head), lookup, &memo))
-    co_return co_await refuse(st, *r, p.is_done());
+  auto refusal = policy::rewrite_into(plan, *policy, decision, std::move(head), lookup, &memo);
+  secrets::clear_vector_registers();  // the values were rendered through them: cleared before any wait
+  if (refusal) co_return co_await refuse(st, *refusal, p.is_done());
   st.audit.secrets = std::move(plan.secrets);  // (the names the plan used: the scrub set's key below)
   st.audit.injected = std::move(plan.injected);
   const policy::Destination& upstream_dest = decision.destination;
@@ -528,10 +530,14 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   policy::Scrubber scrubber;
   bool body_substituted = substituter && !substituter->values_used().empty();
   if (plan.scrub && plan.wrote_any() && !body_substituted) {
-    // (No body secret was added to the audit's names: they are the plan's.) A plan made with
-    // the memo's help has the memo's set.
-    scrubber = policy::Scrubber(plan.scrub_set() ? plan.scrub_set()
-                                                 : scrub_sets_for_this_thread().get(st.audit.secrets, plan, lookup));
+    // (No body secret was added to the audit's names: they are the plan's.) The memo that helped
+    // make the plan keeps the set for the next plans.
+    auto set = plan.scrub_set();
+    if (!set) {
+      set = scrub_sets_for_this_thread().get(st.audit.secrets, plan, lookup);
+      plan.keep_scrub_set(set);
+    }
+    scrubber = policy::Scrubber(std::move(set));
   } else if (plan.scrub) {
     std::vector<std::string> body_refs;
     std::vector<policy::ScrubPattern> patterns;

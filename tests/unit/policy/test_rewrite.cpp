@@ -2,6 +2,7 @@
 
 #include "policy_test_util.hpp"
 #include "core/encoding.hpp"
+#include "policy/scrubber.hpp"
 #include "secrets/secret_name.hpp"
 
 using namespace sidekey::policy;
@@ -445,12 +446,13 @@ namespace {
 // A secret view and a lookup over it, as the proxy has them (the memo holds the view).
 class ViewLookup final : public SecretLookup {
  public:
-  explicit ViewLookup(std::shared_ptr<const sidekey::secrets::SecretView> v) : view(std::move(v)) {}
+  explicit ViewLookup(std::shared_ptr<const sidekey::secrets::SecretView> v) : held(std::move(v)) {}
   const sidekey::secrets::SecretEntry* find(std::string_view name) const override {
-    auto it = view->entries().find(name);  // (SecretView::find is the secrets library's)
-    return it == view->entries().end() ? nullptr : &it->second;
+    auto it = held->entries().find(name);  // (SecretView::find is the secrets library's)
+    return it == held->entries().end() ? nullptr : &it->second;
   }
-  std::shared_ptr<const sidekey::secrets::SecretView> view;
+  const sidekey::secrets::SecretView* view() const override { return held.get(); }
+  std::shared_ptr<const sidekey::secrets::SecretView> held;
 };
 std::shared_ptr<const sidekey::secrets::SecretView> view_of(const std::map<std::string, std::string>& values,
                                                             const std::map<std::string, std::string>& bindings = {}) {
@@ -509,19 +511,23 @@ BOOST_AUTO_TEST_CASE(a_memo_gives_the_plan_a_rewrite_without_it_gives) {
     RewritePlan expected;
     BOOST_REQUIRE(!rewrite_with(policy, dest, head, lookup, expected, nullptr));
     BOOST_TEST(!expected.scrub_set());
-    const ScrubSet* first_set = nullptr;
+    std::shared_ptr<const ScrubSet> set;
     for (int i = 0; i < 3; ++i) {  // the first fills the memo, the others are served from it
       RewritePlan p;
       BOOST_REQUIRE(!rewrite_with(policy, dest, head, lookup, p, &memo));
       same_plan(p, expected);
       if (head.headers.size() == 1 && head.headers[0].name == "X-Org") {
-        BOOST_TEST(!p.scrub_set(), "a plan with agent-written values has no memo's set");
+        p.keep_scrub_set(ScrubSet::build(p.written()));
+        BOOST_TEST(!p.scrub_set(), "a plan with agent-written values has no memo entry");
         BOOST_TEST(wrote(p, "org sk-live-123", "org {{secrets.openai}}"));
         continue;
       }
-      BOOST_REQUIRE(p.scrub_set());
-      if (i == 0) first_set = p.scrub_set().get();
-      BOOST_TEST(p.scrub_set().get() == first_set, "served by the same memo entry");
+      if (i == 0) {  // the proxy gives the first plan's entry its set
+        BOOST_TEST(!p.scrub_set());
+        set = ScrubSet::build(p.written());
+        p.keep_scrub_set(set);
+      }
+      BOOST_TEST(p.scrub_set() == set, "served by the same memo entry");
     }
   }
 }
@@ -579,6 +585,62 @@ rules:
     auto refused = rewrite_with(two, https("b.example.com"), head, lookup, b, &memo);
     BOOST_REQUIRE(refused);
     BOOST_TEST(refused->code == code::secret_not_bound);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_memo_helps_only_the_lookup_over_its_view) {
+  auto view = view_of({{"openai", "sk-live-123"}});
+  auto other_view = view_of({{"openai", "sk-other-456"}});
+  InjectionMemo memo;
+  memo.use(policy, view);
+  const RequestHead head{"GET", "/v1/models", {}};
+  RewritePlan first;
+  BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), head, ViewLookup(view), first, &memo));
+  first.keep_scrub_set(ScrubSet::build(first.written()));
+  // A lookup over another view, or over no view at all, is rewritten without the memo.
+  RewritePlan p;
+  BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), head, ViewLookup(other_view), p, &memo));
+  BOOST_TEST(header(p, "Authorization") == "Bearer sk-other-456");
+  BOOST_TEST(!p.scrub_set());
+  RewritePlan q;
+  BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), head, secrets, q, &memo));  // MapLookup
+  BOOST_TEST(header(q, "Authorization") == "Bearer sk-live-123");
+  BOOST_TEST(!q.scrub_set());
+}
+
+BOOST_AUTO_TEST_CASE(a_memo_holds_no_view_and_lets_replaced_values_go) {
+  auto view = view_of({{"openai", "sk-live-123"}});
+  std::weak_ptr<const sidekey::secrets::SecretValue> value = view->entries().at("openai").value;
+  InjectionMemo memo;
+  memo.use(policy, view);
+  {
+    RewritePlan p;
+    BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), {"GET", "/", {}}, ViewLookup(view), p, &memo));
+  }
+  BOOST_TEST(view.use_count() == 1, "the memo does not hold the view");
+  memo.use(policy, view_of({{"openai", "sk-new"}}));  // a new view: the entries made with the old go
+  view.reset();
+  BOOST_TEST(value.expired(), "nothing holds the replaced value");
+}
+
+BOOST_AUTO_TEST_CASE(a_plan_the_memo_helped_moves_whole) {
+  auto view = view_of({{"openai", "sk-live-123"}});
+  ViewLookup lookup(view);
+  InjectionMemo memo;
+  memo.use(policy, view);
+  const RequestHead head{"GET", "/", {}};
+  for (int i = 0; i < 2; ++i) {  // made by the memo's entry, then served from it
+    RewritePlan p;
+    BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), head, lookup, p, &memo));
+    RewritePlan q(std::move(p));
+    BOOST_TEST(q.wrote_any());
+    BOOST_TEST(wrote(q, "Bearer sk-live-123", "Bearer {{secrets.openai}}"));
+    BOOST_TEST(!p.wrote_any());
+    BOOST_TEST(p.written().empty());
+    RewritePlan r;
+    r = std::move(q);
+    BOOST_TEST(wrote(r, "sk-live-123", "{{secrets.openai}}"));
+    BOOST_TEST(q.written().empty());
   }
 }
 
