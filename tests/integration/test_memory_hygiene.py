@@ -48,6 +48,7 @@ SUFFIX = pysecrets.token_hex(6)
 PATHS = {
     # name: how the value is used (see use() below)
     "hdr": "an injected header, plain HTTP",
+    "tpl": "the rule's template header (served from the worker's memo after the first), plain HTTP",
     "qry": "a query value, plain HTTP",
     "echo": "an echo the scrubber replaced, plain HTTP",
     "trailer": "an echo in a chunk extension and a trailer (neither reaches the client), plain HTTP",
@@ -82,7 +83,14 @@ ENV_VALUE = token("hygEnvSource")                 # from the environment source 
 
 POLICY = """version: 1
 default: deny
+secrets:
+  tpl_@SUFFIX@:
+    hosts: ["http://127.0.0.1:@PORT@"]
 rules:
+  - name: template-@SUFFIX@
+    match: { hosts: ["127.0.0.1:@PORT@"], paths: ["/tpl/*"] }
+    inject:
+      headers: { X-T: "T {{secrets.tpl_@SUFFIX@}}" }
   - name: plain-@SUFFIX@
     match: { hosts: ["127.0.0.1:@PORT@"] }
     references: [headers, query, body]
@@ -258,7 +266,12 @@ def drive(sk, up, tls_up):
         client never."""
         ref = "{{secrets.%s}}" % name
         base, kw, server = tls if how.startswith("tls") else plain
-        if how in ("hdr", "tlshdr"):
+        if how == "tpl":
+            for i in range(4):  # the first fills a worker's memo; the others may be served from it
+                r = requests.get(base + "/tpl/%d" % i, timeout=20, **kw)
+                assert server.last().header("X-T") == "T " + value, server.last().headers
+                assert r.status_code == 200 and value not in r.text, r.text
+        elif how in ("hdr", "tlshdr"):
             r = requests.get(base + "/header", headers={"X-K": ref}, timeout=20, **kw)
             assert server.last().header("X-K") == value, server.last().headers
         elif how == "qry":
