@@ -1,6 +1,7 @@
 #include "cli/runtime.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -82,6 +83,7 @@ void describe_metrics() {
 Runtime::Runtime(config::Config cfg) : cfg_(std::move(cfg)) {}
 
 Runtime::~Runtime() {
+  if (registry_) registry_->on_change(nullptr);  // it would post to the workers
   stop_accepting();
   if (workers_) {
     workers_->stop();
@@ -130,6 +132,9 @@ void Runtime::start() {
   admin_options_ = {cfg_.max_header_bytes, 64 << 10, cfg_.idle_timeout, cfg_.request_timeout, &tracker_};
 
   workers_ = std::make_unique<proxy::Workers>(cfg_.effective_workers());
+  registry_->on_change([w = workers_.get()] {
+    for (unsigned i = 0; i < w->size(); ++i) boost::asio::post(w->at(i), [] { proxy::forget_secret_values_on_this_thread(); });
+  });
   upstream_tls_ = std::make_unique<proxy::UpstreamTls>(cfg_.tls_upstream_ca_file, cfg_.tls_upstream_verify);
   if (!cfg_.tls_upstream_verify) log::warn("upstream_tls_verification_off", {{"setting", "tls.upstream_verify"}});
   proxy_context_ = std::make_unique<proxy::ProxyContext>(proxy::ProxyContext{

@@ -259,6 +259,13 @@ void InjectionMemo::use(const std::shared_ptr<const PolicySnapshot>& policy,
   view_id_ = secrets.get();
 }
 
+void InjectionMemo::forget() {
+  entries_.clear();
+  policy_.reset();
+  view_.reset();
+  view_id_ = nullptr;
+}
+
 std::shared_ptr<RewritePlan::MemoEntry> InjectionMemo::find(const Rule* rule, const Destination& d) const {
   for (const auto& e : entries_)
     if (e->rule == rule && e->destination == d) return e;

@@ -118,13 +118,15 @@ struct RewritePlan {
 // same work for every request the rule's templates alone inject into (no agent-written
 // reference). It keeps no plaintext of its own: the secret values it resolved (in protected
 // pages) and the scrub set (the proxy keeps sets across requests anyway). Valid for one policy
-// snapshot and one secret view: a request with others empties it. It does not keep the view
-// alive (only knows it), so the values of a view that was replaced stay only as long as the
-// entries made with them, until the worker's next request. Not thread-safe: one per worker.
+// snapshot and one secret view: a request with others empties it, and so does forget() (the
+// proxy runs it on every worker when the view changes). It does not keep the view alive, only
+// knows it. Not thread-safe: one per worker.
 class InjectionMemo {
  public:
   // Forgets what it holds unless it was filled for this policy and these secrets.
   void use(const std::shared_ptr<const PolicySnapshot>& policy, const std::shared_ptr<const secrets::SecretView>& secrets);
+  // Forgets everything (the values it resolved go with the entries).
+  void forget();
 
  private:
   friend std::optional<Refusal> rewrite_into(RewritePlan&, const PolicySnapshot&, const Decision&, RequestHead,

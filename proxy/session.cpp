@@ -184,6 +184,11 @@ class ScrubSetCache {
     return set;
   }
 
+  void forget() {
+    entries_.clear();
+    bytes_ = 0;
+  }
+
  private:
   static constexpr std::size_t kCapacity = 256;
   static constexpr std::size_t kMaxBytes = 4 << 20;  // per worker
@@ -205,6 +210,15 @@ policy::InjectionMemo& injection_memo_for_this_thread() {
   thread_local policy::InjectionMemo memo;
   return memo;
 }
+
+}  // namespace
+
+void forget_secret_values_on_this_thread() {
+  injection_memo_for_this_thread().forget();
+  scrub_sets_for_this_thread().forget();
+}
+
+namespace {
 
 struct RequestState {
   AuditRecord audit;

@@ -33,4 +33,9 @@ io::Awaitable<void> serve_proxy_connection(io::Socket socket, ProxyContext& ctx)
 // Over the connection cap: a 503 with the JSON error, then close.
 io::Awaitable<void> refuse_overloaded(io::Socket socket);
 
+// What this worker keeps across requests of the secrets' values (the injection memo, the scrub
+// sets) is let go: run on each worker when the secret view changed, so that a rotated or deleted
+// value does not wait for the worker's next request to be released.
+void forget_secret_values_on_this_thread();
+
 }  // namespace sidekey::proxy

@@ -131,7 +131,13 @@ bool SecretRegistry::refresh() {
   std::size_t count = next.size();
   view_.store(std::make_shared<const SecretView>(std::move(next)), std::memory_order_release);
   log::debug("secrets_view_updated", {{"secrets", count}});
+  if (on_change_) on_change_();
   return true;
+}
+
+void SecretRegistry::on_change(std::function<void()> f) {
+  std::lock_guard lock(mu_);
+  on_change_ = std::move(f);
 }
 
 }  // namespace sidekey::secrets

@@ -3,6 +3,7 @@
 // store and the read-only sources, swapped atomically when any of them changes.
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -60,8 +61,13 @@ class SecretRegistry {
   // can change under us, and Kubernetes swaps dir-source files through symlinks, which a poll
   // of the folder sees reliably.
   bool refresh();
+  // Called (on the refreshing thread, under the registry's lock: it must only hand work on)
+  // after each refresh that changed the view; empty: nothing. The proxy's workers then forget
+  // what they keep of the values of the views before.
+  void on_change(std::function<void()> f);
 
  private:
+  std::function<void()> on_change_;
   std::shared_ptr<Store> store_;
   std::vector<SourceConfig> sources_;
   std::mutex mu_;

@@ -618,9 +618,21 @@ BOOST_AUTO_TEST_CASE(a_memo_holds_no_view_and_lets_replaced_values_go) {
     BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), {"GET", "/", {}}, ViewLookup(view), p, &memo));
   }
   BOOST_TEST(view.use_count() == 1, "the memo does not hold the view");
+  BOOST_TEST(value.use_count() == 2, "the view's and the memo entry's");
   memo.use(policy, view_of({{"openai", "sk-new"}}));  // a new view: the entries made with the old go
   view.reset();
   BOOST_TEST(value.expired(), "nothing holds the replaced value");
+  // forget() lets them go at once (the proxy runs it on each worker when the view changes).
+  auto next = view_of({{"openai", "sk-next"}});
+  std::weak_ptr<const sidekey::secrets::SecretValue> next_value = next->entries().at("openai").value;
+  memo.use(policy, next);
+  {
+    RewritePlan p;
+    BOOST_REQUIRE(!rewrite_with(policy, https("api.openai.com"), {"GET", "/", {}}, ViewLookup(next), p, &memo));
+  }
+  BOOST_TEST(next_value.use_count() == 2);
+  memo.forget();
+  BOOST_TEST(next_value.use_count() == 1);
 }
 
 BOOST_AUTO_TEST_CASE(a_plan_the_memo_helped_moves_whole) {

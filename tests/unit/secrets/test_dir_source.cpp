@@ -187,6 +187,8 @@ BOOST_AUTO_TEST_CASE(the_registry_follows_kubernetes_swaps) {
   v.link("a");
   v.link("b");
   SecretRegistry reg(nullptr, {SourceConfig{SourceConfig::Kind::dir, {}, v.dir}});
+  int changes = 0;  // on_change: once per refresh that changed the view
+  reg.on_change([&] { ++changes; });
   auto value_is = [&](std::string_view name, std::string_view expected) {
     const SecretEntry* e = reg.current()->find(name);
     return e && e->origin == "dir" && e->value && e->value->equals(expected);
@@ -203,6 +205,7 @@ BOOST_AUTO_TEST_CASE(the_registry_follows_kubernetes_swaps) {
   BOOST_CHECK(value_is("a", "a2"));
   BOOST_CHECK(!reg.current()->find("b"));
   BOOST_CHECK(!reg.refresh());
+  BOOST_CHECK_EQUAL(changes, 1);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
