@@ -93,10 +93,14 @@ class Template {
   // must all have been resolved. `out` grows once, to the rendered size.
   template <class Lookup>
   void render(const Lookup& value, std::string& out) const {
-    std::size_t size = out.size();
-    for (const auto& p : pieces_) size += p.is_reference ? value(p.text).size() : p.text.size();
-    reserve_wiping(out, size);
+    reserve_wiping(out, out.size() + rendered_size(value));
     for (const auto& p : pieces_) out.append(p.is_reference ? value(p.text) : std::string_view(p.text));
+  }
+  template <class Lookup>
+  std::size_t rendered_size(const Lookup& value) const {
+    std::size_t size = 0;
+    for (const auto& p : pieces_) size += p.is_reference ? value(p.text).size() : p.text.size();
+    return size;
   }
   // The whole template is one reference: the composed value is the plaintext itself.
   bool is_single_reference() const { return pieces_.size() == 1 && pieces_[0].is_reference; }
