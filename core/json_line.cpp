@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/copy_short.hpp"
+
 namespace sidekey::json {
 namespace {
 // Length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629: no overlongs, no
@@ -71,19 +73,6 @@ bool all_verbatim(std::string_view text) {
   return size % 8 == 0 || verbatim_word(text.data() + size - 8);
 }
 
-// memcpy, with the sizes of most values (a line's are short) copied as two overlapping
-// constant-size moves rather than by a call.
-void copy_short(char* to, const char* from, std::size_t n) {
-  if (n >= 8 && n <= 16) {
-    std::memcpy(to, from, 8);
-    std::memcpy(to + n - 8, from + n - 8, 8);
-  } else if (n >= 4 && n < 8) {
-    std::memcpy(to, from, 4);
-    std::memcpy(to + n - 4, from + n - 4, 4);
-  } else {
-    std::memcpy(to, from, n);
-  }
-}
 }  // namespace
 
 char* write_quoted(char* p, std::string_view text) {

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/copy_short.hpp"
+
 namespace sidekey::proxy {
 namespace {
 // Writes a head into a string sized ahead for all of it: a field is then four copies, not four
@@ -16,8 +18,7 @@ class HeadWriter {
     p_ = out_.data();
   }
   void put(std::string_view s) {
-    if (s.empty()) return;  // (an empty view's data() may be null)
-    std::memcpy(p_, s.data(), s.size());
+    copy_short(p_, s.data(), s.size());  // (nothing read for an empty view, whose data() may be null)
     p_ += s.size();
   }
   void number(std::uint64_t v) { p_ = std::to_chars(p_, p_ + kNumberBytes, v).ptr; }

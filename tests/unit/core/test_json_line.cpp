@@ -1,6 +1,7 @@
 #include <boost/test/unit_test.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/copy_short.hpp"
 #include "core/json_line.hpp"
 
 #include <cmath>
@@ -163,6 +164,19 @@ BOOST_AUTO_TEST_CASE(long_keys_and_long_values_take_the_general_path) {
   BOOST_TEST(j["e"].get<std::string>() == escaped);
   BOOST_TEST(j[long_key + "n"].get<int>() == -7);
   BOOST_TEST(j["u"].get<int>() == 7);
+}
+
+// copy_short (head rendering and these lines): every size, byte for byte, nothing past it.
+BOOST_AUTO_TEST_CASE(copy_short_copies_every_size_and_no_more) {
+  std::string from(80, '\0');
+  for (std::size_t i = 0; i < from.size(); ++i) from[i] = static_cast<char>('A' + i % 50);
+  for (std::size_t n = 0; n <= 72; ++n) {
+    std::string to(80, '#');
+    sidekey::copy_short(to.data() + 3, from.data() + 1, n);
+    BOOST_TEST_REQUIRE(to.substr(0, 3) == "###");
+    BOOST_TEST_REQUIRE(to.substr(3, n) == from.substr(1, n), "size " << n);
+    BOOST_TEST_REQUIRE(to.substr(3 + n) == std::string(77 - n, '#'), "size " << n);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
