@@ -93,7 +93,7 @@ void exercise(const PolicySnapshot& p, const Destination& d) {
       for (const char* hop : {"host", "proxy-authorization", "proxy-connection", "keep-alive", "te", "trailer", "x-drop"})
         if (sidekey::iequals(n, hop)) fail("a hop-by-hop or second Host header survived:", n);
     }
-    if (dec.action == Action::allow) check(plan.secrets.empty() && plan.written.empty(), "allow wrote secrets");
+    if (dec.action == Action::allow) check(plan.secrets.empty() && plan.written().empty(), "allow wrote secrets");
   }
   auto c = p.decide_connect(d);
   if (c.rule)
