@@ -90,17 +90,11 @@ class Template {
   // Distinct secret names, in order of first use.
   const std::vector<std::string>& secret_names() const { return names_; }
   // Appends the rendered text to `out`: `value(name)` yields the plaintext for each name, which
-  // must all have been resolved. `out` grows once, to the rendered size.
+  // must all have been resolved. Each reference's value is asked for once and appended before the
+  // next is asked for (a lookup may return a view of a buffer it reuses).
   template <class Lookup>
   void render(const Lookup& value, std::string& out) const {
-    reserve_wiping(out, out.size() + rendered_size(value));
-    for (const auto& p : pieces_) out.append(p.is_reference ? value(p.text) : std::string_view(p.text));
-  }
-  template <class Lookup>
-  std::size_t rendered_size(const Lookup& value) const {
-    std::size_t size = 0;
-    for (const auto& p : pieces_) size += p.is_reference ? value(p.text).size() : p.text.size();
-    return size;
+    for (const auto& p : pieces_) append_wiping(out, p.is_reference ? value(p.text) : std::string_view(p.text));
   }
   // The whole template is one reference: the composed value is the plaintext itself.
   bool is_single_reference() const { return pieces_.size() == 1 && pieces_[0].is_reference; }

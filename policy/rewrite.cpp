@@ -435,7 +435,6 @@ std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& pol
       for (const auto& item : rule->inject_headers) {  // (header-safe: the same values were)
         auto& h = plan.headers.emplace_back();
         h.name = item.name;
-        h.value.reserve(item.value.rendered_size(value_of));  // a new string: nothing to wipe behind
         item.value.render(value_of, h.value);
       }
       for (const auto& p : params) append_param(p.key, p.has_value, p.value);
