@@ -133,7 +133,11 @@ void Runtime::start() {
 
   workers_ = std::make_unique<proxy::Workers>(cfg_.effective_workers());
   registry_->on_change([w = workers_.get()] {
-    for (unsigned i = 0; i < w->size(); ++i) boost::asio::post(w->at(i), [] { proxy::forget_secret_values_on_this_thread(); });
+    try {
+      for (unsigned i = 0; i < w->size(); ++i) boost::asio::post(w->at(i), [] { proxy::forget_secret_values_on_this_thread(); });
+    } catch (const std::exception& e) {  // (the new view is in place: a store write must not fail for this)
+      log::error("secret_caches_not_forgotten", {{"error", e.what()}});
+    }
   });
   upstream_tls_ = std::make_unique<proxy::UpstreamTls>(cfg_.tls_upstream_ca_file, cfg_.tls_upstream_verify);
   if (!cfg_.tls_upstream_verify) log::warn("upstream_tls_verification_off", {{"setting", "tls.upstream_verify"}});
@@ -295,6 +299,7 @@ void Runtime::shutdown(std::chrono::milliseconds deadline) {
   auto until = std::chrono::steady_clock::now() + deadline;
   while (tracker_.inflight.load() > 0 && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  registry_->on_change(nullptr);  // the workers are stopping: nothing left to forget there
   workers_->stop();
   workers_->join();
   store_io_.join();

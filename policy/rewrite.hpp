@@ -141,7 +141,9 @@ class InjectionMemo {
   void keep(std::shared_ptr<RewritePlan::MemoEntry> e);
 
   // The policy is held (entries point at its rules; it holds no plaintext); the view is only
-  // known: its weak pointer keeps its control block, so no later view can be taken for it.
+  // known: its weak pointer keeps its control block, so no later view can be taken for it by
+  // use() (which the proxy calls with the view of each request's lookup just before the
+  // rewrite; the raw pointer then tells a lookup over another view apart).
   std::shared_ptr<const PolicySnapshot> policy_;
   std::weak_ptr<const secrets::SecretView> view_;
   const secrets::SecretView* view_id_ = nullptr;

@@ -151,8 +151,11 @@ class HeadReader {
 class ScrubSetCache {
  public:
   // `secrets`: the names the plan used (the audit record holds them once the plan is made).
+  // `current`: the secret view in use now. A request that began before the secrets changed (its
+  // lookup is over an older view) gets its set but leaves nothing here: the workers forgot what
+  // they kept of the old values when the view changed (forget_secret_values_on_this_thread).
   std::shared_ptr<const policy::ScrubSet> get(const std::vector<std::string>& secrets, const policy::RewritePlan& plan,
-                                              const policy::SecretLookup& lookup) {
+                                              const policy::SecretLookup& lookup, const secrets::SecretView* current) {
     key_.clear();
     for (const auto& name : secrets) {
       const auto* entry = lookup.find(name);
@@ -165,8 +168,12 @@ class ScrubSetCache {
     for (const auto& w : plan.written()) {
       key_ += w.replacement;
       key_ += '\0';
+      // Where a value went changes its bytes (percent-encoded in a query) and then its length.
+      const std::size_t size = w.bytes.size();
+      key_.append(reinterpret_cast<const char*>(&size), sizeof size);
     }
     if (auto it = entries_.find(key_); it != entries_.end()) return it->second.set;
+    if (lookup.view() == nullptr || lookup.view() != current) return policy::ScrubSet::build(plan.written());
     std::vector<std::shared_ptr<const secrets::SecretValue>> values;
     for (const auto& name : secrets) values.push_back(lookup.find(name)->value);
     std::string key = key_;
@@ -548,7 +555,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     // make the plan keeps the set for the next plans.
     auto set = plan.scrub_set();
     if (!set) {
-      set = scrub_sets_for_this_thread().get(st.audit.secrets, plan, lookup);
+      set = scrub_sets_for_this_thread().get(st.audit.secrets, plan, lookup, ctx_.secrets.current().get());
       plan.keep_scrub_set(set);
     }
     scrubber = policy::Scrubber(std::move(set));
