@@ -235,7 +235,7 @@ const std::shared_ptr<const ScrubSet>& RewritePlan::scrub_set() const {
   return memo_ ? memo_->scrub_set : none;
 }
 
-void RewritePlan::keep_scrub_set(std::shared_ptr<const ScrubSet> set) const {
+void RewritePlan::keep_scrub_set(std::shared_ptr<const ScrubSet> set) {
   if (memo_) memo_->scrub_set = std::move(set);
 }
 

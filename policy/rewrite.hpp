@@ -92,7 +92,7 @@ struct RewritePlan {
   // The scrub set of written() that the memo which helped make the plan keeps (null: none yet);
   // keep_scrub_set() gives it one for the plans after this one.
   const std::shared_ptr<const ScrubSet>& scrub_set() const;
-  void keep_scrub_set(std::shared_ptr<const ScrubSet> set) const;
+  void keep_scrub_set(std::shared_ptr<const ScrubSet> set);
 
   RewritePlan();
   ~RewritePlan();
@@ -104,7 +104,6 @@ struct RewritePlan {
   struct MemoEntry;  // what an InjectionMemo keeps (policy/rewrite.cpp)
 
  private:
-  friend class InjectionMemo;
   friend std::optional<Refusal> rewrite_into(RewritePlan&, const PolicySnapshot&, const Decision&, RequestHead,
                                              const SecretLookup&, InjectionMemo*);
   mutable WrittenValues written_;
@@ -169,7 +168,7 @@ RewriteResult rewrite(const PolicySnapshot& policy, const Decision& decision, Re
 // frame and is never moved (a move costs a pass over every field and a wipe of the source).
 // On a refusal `plan` holds part of the head; the caller drops it (its destructor wipes it).
 // With a memo (made current for `policy` and the view behind `secrets` with use()), a request
-// that carries no agent-written reference takes its rule's rendered templates from it.
+// that carries no agent-written reference takes its rule's resolved secret values from it.
 std::optional<Refusal> rewrite_into(RewritePlan& plan, const PolicySnapshot& policy, const Decision& decision,
                                     RequestHead head, const SecretLookup& secrets, InjectionMemo* memo = nullptr);
 
