@@ -7,7 +7,7 @@ namespace sidekey::io::reactor_ops {
 namespace {
 
 // An explicit instantiation may name private members ([temp.spec.general]/6); the friend it
-// defines hands the member pointer out. Asio 1.81 has no accessor for these three.
+// defines hands the member pointer out. Asio 1.81 has no accessor for these.
 template <class Tag, typename Tag::type Member>
 struct Grant {
   friend typename Tag::type member(Tag) { return Member; }
@@ -26,11 +26,23 @@ struct LastEvents {  // the events of the descriptor's latest report, kept by th
   friend type member(LastEvents);
 };
 
+struct TrySpeculative {  // per operation type: try it at once, before epoll reports the descriptor
+  using type = bool (ad::epoll_reactor::descriptor_state::*)[ad::epoll_reactor::max_ops];
+  friend type member(TrySpeculative);
+};
+
 template struct Grant<EpollFd, &ad::epoll_reactor::epoll_fd_>;
 template struct Grant<RegisteredEvents, &ad::epoll_reactor::descriptor_state::registered_events_>;
 template struct Grant<LastEvents, &ad::scheduler_operation::task_result_>;
+template struct Grant<TrySpeculative, &ad::epoll_reactor::descriptor_state::try_speculative_>;
 
 }  // namespace
+
+// Raised when epoll reports the descriptor readable, closed or failed (perform_io, with or
+// without a read queued), lowered by a read that drained the socket (done_and_exhausted).
+bool quiet_since_drained(const ad::reactor::per_descriptor_data& d) {
+  return d != nullptr && !(d->*member(TrySpeculative{}))[ad::epoll_reactor::read_op];
+}
 
 bool short_read_drained(const Descriptor& d) {
   uint32_t& registered = d.data->*member(RegisteredEvents{});

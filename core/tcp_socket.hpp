@@ -16,11 +16,12 @@
 // epoll reported for it carried EPOLLRDHUP (the peer's FIN is in), EPOLLPRI (urgent data),
 // EPOLLERR or EPOLLHUP. The reactor then queues the next read without trying it until epoll
 // reports the descriptor again.
-// The readiness wait used on idle pooled connections asks the socket only when the reactor
-// would have tried a read; otherwise it queues without a call.
+// What the reactor goes by is also told (quiet_since_drained()): a pooled connection that has
+// been quiet since its answer's last read is still open as far as the event loop has seen,
+// known without a system call or a queued operation.
 //
 // This reaches into Asio's reactor (boost::asio::detail, Boost 1.81 as pinned by the build's
-// Debian packages; tcp_socket.cpp reads three of its private fields): the operations follow
+// Debian packages; tcp_socket.cpp reads four of its private fields): the operations follow
 // Asio's own reactor_op protocol with a different answer to "did this read drain the socket?".
 // Cancellation, close and shutdown go through the reactor as for Asio's operations. The reactor
 // records a descriptor's last reported events without the descriptor's lock: the socket's
@@ -64,6 +65,11 @@ struct Descriptor {
   ad::reactor::per_descriptor_data data;
 };
 
+// The registration's "try a read at once" flag is down: the last read drained the socket and
+// epoll has reported nothing for it since (no bytes, no FIN, no error). False for a socket not
+// registered.
+bool quiet_since_drained(const ad::reactor::per_descriptor_data& d);
+
 // Whether a read that returned fewer bytes than asked left the socket drained, as far as the
 // reactor's edges go. Called from perform(), under the descriptor's lock. The first time it
 // adds EPOLLRDHUP to the registration (the re-arm reports anything already there).
@@ -86,8 +92,8 @@ class Cancellation {
   int fd_;
 };
 
-// The completion half both operations share: the handler is moved out and the operation freed
-// before the upcall, which runs through the handler's executor as Asio's own operations do.
+// The completion half: the handler is moved out and the operation freed before the upcall,
+// which runs through the handler's executor as Asio's own operations do.
 template <class Derived, class Handler, class IoExecutor>
 class Completing : public ad::reactor_op {
  protected:
@@ -107,10 +113,7 @@ class Completing : public ad::reactor_op {
         work.complete(call, call.handler_);
       }
     };
-    if constexpr (Derived::passes_size)
-      upcall(ad::binder2<Handler, boost::system::error_code, std::size_t>(o->handler_, o->ec_, o->bytes_transferred_));
-    else
-      upcall(ad::binder1<Handler, boost::system::error_code>(o->handler_, o->ec_));
+    upcall(ad::binder2<Handler, boost::system::error_code, std::size_t>(o->handler_, o->ec_, o->bytes_transferred_));
   }
 
   Handler handler_;
@@ -122,8 +125,6 @@ class Recv final : public Completing<Recv<Buffers, Handler, IoExecutor>, Handler
   using Base = Completing<Recv, Handler, IoExecutor>;
 
  public:
-  static constexpr bool passes_size = true;
-
   Recv(const Descriptor& d, const Buffers& buffers, Handler& h, const IoExecutor& ex)
       : Base(&Recv::perform, h, ex), d_(d), buffers_(buffers) {}
 
@@ -150,35 +151,6 @@ class Recv final : public Completing<Recv<Buffers, Handler, IoExecutor>, Handler
 
   Descriptor d_;
   Buffers buffers_;
-};
-
-// Set while this thread starts a readiness wait: the only time the reactor performs one before
-// epoll has reported the descriptor.
-inline thread_local bool starting_wait = false;
-
-template <class Handler, class IoExecutor>
-class WaitReadable final : public Completing<WaitReadable<Handler, IoExecutor>, Handler, IoExecutor> {
-  using Base = Completing<WaitReadable, Handler, IoExecutor>;
-
- public:
-  static constexpr bool passes_size = false;
-
-  WaitReadable(const Descriptor& d, Handler& h, const IoExecutor& ex) : Base(&WaitReadable::perform, h, ex), fd_(d.fd) {}
-
- private:
-  static ad::reactor_op::status perform(ad::reactor_op* base) {
-    auto* o = static_cast<WaitReadable*>(base);
-    // Reported by epoll: readable (or closed, or failed), as Asio's wait has it.
-    if (!starting_wait) return ad::reactor_op::done;
-    // Tried at start because an edge came since the last draining read: ask the socket.
-    char b;
-    ssize_t n;
-    do n = ::recv(o->fd_, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? ad::reactor_op::not_done : ad::reactor_op::done;
-  }
-
-  int fd_;
 };
 
 }  // namespace reactor_ops
@@ -211,20 +183,10 @@ class basic_stream_socket<sidekey::io::Tcp, Executor> : public basic_stream_sock
         token, buffers);
   }
 
-  // Completes when the socket is readable (bytes, EOF or an error pending) or the wait is
-  // cancelled; what is there is left for the next read.
-  template <class Token>
-  auto async_wait_readable(Token&& token) {
-    return async_initiate<Token, void(boost::system::error_code)>(
-        [this](auto handler) {
-          using Op = sidekey::io::reactor_ops::WaitReadable<decltype(handler), Executor>;
-          struct Starting {
-            Starting() { sidekey::io::reactor_ops::starting_wait = true; }
-            ~Starting() { sidekey::io::reactor_ops::starting_wait = false; }
-          } starting;
-          start<Op>(handler, false);
-        },
-        token);
+  // Nothing has come since a read drained the socket, as far as the event loop has been told
+  // (see reactor_ops::quiet_since_drained). No system call.
+  bool quiet_since_drained() const {
+    return sidekey::io::reactor_ops::quiet_since_drained(this->impl_.get_implementation().reactor_data_);
   }
 
  private:

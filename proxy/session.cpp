@@ -460,7 +460,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
 
   // A pooled connection to this destination (vetted when it was dialed), else: resolve once,
   // vet, dial the vetted address. A pooled connection is asked whether it is still open unless
-  // the request can be replayed (its watch has seen what the event loop has reported so far).
+  // the request can be replayed (then a plain one quiet since its last answer is taken as it is).
   std::unique_ptr<UpstreamConnection> conn = take_pooled(upstream_dest, /*ask=*/!replayable);
   if (!conn) {
     auto dialed = co_await dial(upstream_dest);

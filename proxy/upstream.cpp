@@ -8,7 +8,6 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
-#include <charconv>
 
 #include "core/io.hpp"
 #include "core/log.hpp"
@@ -48,10 +47,6 @@ io::TcpStream& UpstreamConnection::tcp() {
   return std::visit([](auto& s) -> io::TcpStream& { return beast::get_lowest_layer(s); }, stream);
 }
 
-UpstreamConnection::~UpstreamConnection() {
-  if (watch) watch->owner = nullptr;
-}
-
 bool UpstreamConnection::closed_before_answer(const beast::error_code& ec) const {
   const bool closed = ec == beast::http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
                       ec == net::error::broken_pipe || ec == net::ssl::error::stream_truncated;
@@ -89,51 +84,33 @@ bool nothing_to_read(io::Socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-// Still usable. A plain connection was watched while idle (watch()), but the watch knows only
-// what the event loop has reported: an EOF that arrived since is seen by asking (`ask`). A TLS
-// one is always asked (its stream may hold a record the watch cannot see).
+// Still usable. A plain connection that has been quiet since its answer's last read drained it
+// is open as far as the event loop has been told (io::Socket::quiet_since_drained): an EOF or
+// stray bytes that came while it was idle raised an edge the reactor recorded, and then the
+// socket is asked. `ask` asks it anyway: an EOF may have arrived that the loop has not taken
+// from epoll yet. A TLS connection is always asked (its stream may hold a record).
 bool still_open(UpstreamConnection& c, bool ask) {
   if (c.buffer.size() != 0) return false;
-  if (c.watch && c.watch->readable) return false;
-  if (c.watch && !ask) return true;
+  if (!ask && std::holds_alternative<UpstreamConnection::Plain>(c.stream) && c.tcp().socket().quiet_since_drained())
+    return true;
   return nothing_to_read(c.tcp().socket());
-}
-
-// Queues a wait for readability on an idle plain connection: EOF or stray bytes complete it
-// while the connection is pooled, and take() skips it (a request that can be replayed takes
-// the connection without asking the socket: if it was closed after all, the request goes again
-// on a fresh one, see Session::serve_one). After the answer's last read drained the socket the
-// wait queues without a system call (io::Socket). It stays queued when the connection is taken:
-// the response read then queues behind it and is not tried before the answer is reported; the
-// answer completes both.
-void watch(const std::shared_ptr<IdleWatch>& w) {
-  w->pending = true;
-  w->owner->tcp().socket().async_wait_readable([w](const beast::error_code& ec) {
-    w->pending = false;
-    if (ec || !w->idle || !w->owner) return;
-    // A readiness event may be stale (bytes already read when the connection was last used):
-    // asked once, and watched again if nothing is there.
-    if (nothing_to_read(w->owner->tcp().socket())) watch(w);
-    else w->readable = true;
-  });
 }
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take(std::string_view prefix, bool ask) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(PoolKeyView key, bool ask) {
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return nullptr;
   auto now = std::chrono::steady_clock::now();
-  for (auto it = idle_.lower_bound(prefix); it != idle_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
-    auto& list = it->second;
-    while (!list.empty()) {
-      auto c = std::move(list.back().c);
-      bool fresh = list.back().expires > now;
-      list.pop_back();
-      if (fresh && still_open(*c, ask)) {
-        c->reused = true;
-        if (c->watch) c->watch->idle = false;
-        return c;
-      }
-      c->close();
+  auto& list = it->second;
+  while (!list.empty()) {
+    auto c = std::move(list.back().c);
+    bool fresh = list.back().expires > now;
+    list.pop_back();
+    if (fresh && still_open(*c, ask)) {
+      c->reused = true;
+      return c;
     }
+    c->close();
   }
   return nullptr;
 }
@@ -143,7 +120,7 @@ void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milli
   auto now = std::chrono::steady_clock::now();
   // Sweep expired connections so the pool never grows without bound: once a second, not on
   // every return (a busy worker returns a connection per request). Keys left without a
-  // connection go too (a key names a destination's vetted address).
+  // connection go too.
   if (now >= next_sweep_) {
     next_sweep_ = now + std::chrono::seconds(1);
     for (auto it = idle_.begin(); it != idle_.end();) {
@@ -156,20 +133,11 @@ void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milli
       it = list.empty() ? idle_.erase(it) : std::next(it);
     }
   }
-  auto it = idle_.find(c->key);
+  auto it = idle_.find(PoolKeyView(c->key));
   if (it == idle_.end()) it = idle_.emplace(c->key, std::vector<Idle>{}).first;
   if (it->second.size() >= kMaxIdlePerKey) {
     c->close();
     return;
-  }
-  if (std::holds_alternative<UpstreamConnection::Plain>(c->stream)) {
-    if (!c->watch) {
-      c->watch = std::make_shared<IdleWatch>();
-      c->watch->owner = c.get();
-    }
-    c->watch->idle = true;
-    c->watch->readable = false;
-    if (!c->watch->pending) watch(c->watch);
   }
   it->second.push_back(Idle{std::move(c), now + idle_timeout});
 }
@@ -185,40 +153,8 @@ void UpstreamPool::keep_session(const std::string& authority, SSL_SESSION* sessi
   slot = session;
 }
 
-namespace {
-// TLS or not, the authority (the name TLS verifies), and the vetted address: built into `out`
-// without formatting the address, as it is built for every request.
-void pool_key_prefix(std::string& out, const policy::Destination& d) {
-  out.clear();
-  out += d.tls ? "tls|" : "tcp|";
-  out += d.host;
-  out += ':';
-  char port[8];
-  auto r = std::to_chars(port, port + sizeof port, d.port);
-  out.append(port, r.ptr);
-  out += '|';
-}
-
-void pool_key(std::string& out, const policy::Destination& d, const tcp::endpoint& ep) {
-  pool_key_prefix(out, d);
-  auto append_bytes = [&](const auto& bytes) { out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size()); };
-  const auto a = ep.address();
-  if (a.is_v4()) {
-    append_bytes(a.to_v4().to_bytes());
-  } else {
-    append_bytes(a.to_v6().to_bytes());
-    auto scope = a.to_v6().scope_id();
-    out.append(reinterpret_cast<const char*>(&scope), sizeof scope);
-  }
-  auto ep_port = ep.port();
-  out.append(reinterpret_cast<const char*>(&ep_port), sizeof ep_port);
-}
-}  // namespace
-
 std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask) {
-  thread_local std::string prefix;
-  pool_key_prefix(prefix, d);
-  return UpstreamPool::for_this_thread().take(prefix, ask);
+  return UpstreamPool::for_this_thread().take(PoolKeyView(d), ask);
 }
 
 io::Awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
@@ -275,7 +211,7 @@ io::Awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(con
       }
       conn = std::make_unique<UpstreamConnection>(std::move(tls_stream), std::move(authority_holder));
     }
-    pool_key(conn->key, d, ep);
+    conn->key = PoolKey{d.host, d.port, d.tls};
     conn->tcp().expires_never();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     co_return ConnectResult{std::move(conn), secs};

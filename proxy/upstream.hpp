@@ -41,15 +41,29 @@ class UpstreamTls {
   bool verify_;
 };
 
-struct UpstreamConnection;
-
-// The wait for readability queued on a plain connection while it is pooled (UpstreamPool::put),
-// shared with its handler, which may run after the connection is gone.
-struct IdleWatch {
-  UpstreamConnection* owner = nullptr;  // null once the connection is destroyed
-  bool idle = false;                    // in the pool
-  bool pending = false;                 // the wait is queued
-  bool readable = false;                // EOF or bytes nobody asked for arrived while idle
+// What a pooled connection is filed under: the destination it was dialed for (TLS or not, and
+// the authority TLS verified). Whichever of the destination's vetted addresses it went to.
+struct PoolKey {
+  std::string host;
+  std::uint16_t port = 0;
+  bool tls = false;
+};
+struct PoolKeyView {
+  std::string_view host;
+  std::uint16_t port = 0;
+  bool tls = false;
+  PoolKeyView(const PoolKey& k) : host(k.host), port(k.port), tls(k.tls) {}  // NOLINT(google-explicit-constructor)
+  explicit PoolKeyView(const policy::Destination& d) : host(d.host), port(d.port), tls(d.tls) {}
+  // Host last: a string compared only where the cheap fields tie.
+  friend bool operator<(const PoolKeyView& a, const PoolKeyView& b) {
+    if (a.tls != b.tls) return a.tls < b.tls;
+    if (a.port != b.port) return a.port < b.port;
+    return a.host < b.host;
+  }
+};
+struct PoolKeyLess {
+  using is_transparent = void;
+  bool operator()(PoolKeyView a, PoolKeyView b) const { return a < b; }
 };
 
 struct UpstreamConnection {
@@ -59,15 +73,13 @@ struct UpstreamConnection {
   std::unique_ptr<std::string> authority;  // "host:port", for the new-session callback
   std::variant<Plain, Tls> stream;
   io::FlatBuffer buffer;
-  std::string key;  // pool key: destination + vetted address + TLS
+  PoolKey key;
   bool reused = false;
-  std::shared_ptr<IdleWatch> watch;  // plain connections that have been pooled
 
   explicit UpstreamConnection(Plain s) : stream(std::move(s)) {}
   explicit UpstreamConnection(Tls s, std::unique_ptr<std::string> a) : authority(std::move(a)), stream(std::move(s)) {}
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
-  ~UpstreamConnection();
   io::TcpStream& tcp();
   void close();
   // The peer closed the connection (`ec` of a read or write: EOF, reset, broken pipe, or over
@@ -87,11 +99,10 @@ class UpstreamPool {
  public:
   static UpstreamPool& for_this_thread();
 
-  // An idle connection still open under a key that starts with `prefix` (a destination: any of
-  // its vetted addresses); nullptr when there is none.
-  // `ask`: also ask the socket (a system call) whether it is still open, beyond what its watch
-  // has seen; the watch only knows what the event loop has reported so far.
-  std::unique_ptr<UpstreamConnection> take(std::string_view prefix, bool ask = true);
+  // An idle connection to `key` that is still open; nullptr when there is none.
+  // `ask`: also ask the socket (a system call) whether it is still open, beyond what the event
+  // loop has reported so far (a plain connection quiet since its last read is not asked).
+  std::unique_ptr<UpstreamConnection> take(PoolKeyView key, bool ask = true);
   void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout);
 
   SSL_SESSION* session(const std::string& authority) const;  // not owned
@@ -105,7 +116,7 @@ class UpstreamPool {
   };
   // Per key, the idle connections, most recently returned last. A key's entry stays when its
   // list empties: returning and taking a connection then allocates nothing.
-  std::map<std::string, std::vector<Idle>, std::less<>> idle_;
+  std::map<PoolKey, std::vector<Idle>, PoolKeyLess> idle_;
   std::chrono::steady_clock::time_point next_sweep_{};
   std::map<std::string, SSL_SESSION*> sessions_;
 };

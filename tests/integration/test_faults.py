@@ -469,9 +469,9 @@ class UpstreamResetTest(FaultBase):
 
 
 class PooledConnectionTest(FaultBase):
-    """An idle pooled connection is watched (a wait for readability queued on it): EOF or bytes
-    nobody asked for arriving while it is idle take it out of the pool, and the next request
-    dials anew. A reused connection's response is read behind that wait."""
+    """What arrives on an idle pooled connection is noticed: EOF or bytes nobody asked for
+    arriving while it is idle raise an edge the event loop records, the connection is asked
+    before it is reused and dropped, and the next request dials anew."""
 
     def first_exchange(self, c, action):
         self.up.next(action)
@@ -580,8 +580,9 @@ class PooledConnectionTest(FaultBase):
             self.second_is_fresh(c)
 
     def test_many_requests_on_one_pooled_connection(self):
-        # Each response is read behind the wait queued when the connection went idle; nothing
-        # is lost or read twice over many reuses, bodies in one piece or several.
+        # Each response is read on the reused connection without a first attempt (the socket
+        # was drained); nothing is lost or read twice over many reuses, bodies in one piece or
+        # several.
         with RawClient(self.sk.proxy_addr, timeout=GUARD) as c:
             for i in range(40):
                 body = ("answer %d " % i).encode() * (1 + i % 7)

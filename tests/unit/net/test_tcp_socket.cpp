@@ -107,10 +107,6 @@ struct Pair {
     r.reset();
     server.async_read_some(net::buffer(buf, size), [&r](error_code ec, std::size_t n) { r = Result{ec, n}; });
   }
-  void wait(std::optional<Result>& r) {
-    r.reset();
-    server.async_wait_readable([&r](error_code ec) { r = Result{ec, 0}; });
-  }
   // Runs what is ready now: the handlers posted and one non-blocking look at epoll (which the
   // context skips when no work is outstanding, hence the guard).
   void poll() {
@@ -256,58 +252,48 @@ BOOST_AUTO_TEST_CASE(urgent_data_does_not_hide_the_bytes_behind_its_mark) {
   BOOST_TEST(std::string_view(p.buf, r->n) == "efg");
 }
 
-BOOST_AUTO_TEST_CASE(a_readiness_wait_after_a_short_read_costs_no_system_call) {
+BOOST_AUTO_TEST_CASE(quiet_after_a_short_read_until_epoll_reports_bytes) {
   Pair p;
+  BOOST_TEST(!p.server.quiet_since_drained());  // never read: the reactor would try a read
   p.exchange("answer");
   p.recvs();
-  p.ctls();
-  std::optional<Result> w;
-  p.wait(w);
+  BOOST_TEST(p.server.quiet_since_drained());
   p.poll();
-  BOOST_TEST(!w.has_value());
-  BOOST_TEST(p.recvs() == 0);
-  BOOST_TEST(p.ctls() == 0);  // Asio's async_wait re-arms the descriptor here
-  // A read queued behind the wait: one report completes both, the bytes left for the read.
-  std::optional<Result> r;
-  p.read(r);
-  p.send("next");
-  p.until(r);
-  BOOST_REQUIRE(w);
-  BOOST_TEST(!w->ec);
-  BOOST_TEST(std::string_view(p.buf, r->n) == "next");
-  BOOST_TEST(p.recvs() == 1);
-}
-
-BOOST_AUTO_TEST_CASE(a_readiness_wait_sees_bytes_and_eof_that_came_before_it) {
-  Pair p;
-  p.exchange("answer");
+  BOOST_TEST(p.server.quiet_since_drained());
+  BOOST_TEST(p.recvs() == 0);  // told without asking the socket
   p.send("stray");
   p.arrived(5);
-  p.poll();  // reported while nothing waits
-  std::optional<Result> w;
-  p.wait(w);
-  p.poll();
-  BOOST_REQUIRE(w);  // asked the socket at once
+  BOOST_TEST(p.server.quiet_since_drained());  // not yet taken from epoll: the limit of it
+  p.poll();  // reported while no read is queued
+  BOOST_TEST(!p.server.quiet_since_drained());
+  // The next read is tried at once and drains the socket: quiet again.
   std::optional<Result> r;
   p.read(r);
   p.poll();
   BOOST_REQUIRE(r);
   BOOST_TEST(std::string_view(p.buf, r->n) == "stray");
+  BOOST_TEST(p.server.quiet_since_drained());
+}
 
-  p.wait(w);
-  p.poll();
-  BOOST_TEST(!w.has_value());
+BOOST_AUTO_TEST_CASE(not_quiet_once_the_peer_closed) {
+  Pair p;
+  p.exchange("answer");
+  BOOST_TEST(p.server.quiet_since_drained());
   ::close(p.peer);
   p.peer = -1;
-  p.until(w);
-  BOOST_TEST(!w->ec);
+  p.arrived(0, true);
+  p.poll();
+  BOOST_TEST(!p.server.quiet_since_drained());
+  std::optional<Result> r;
   p.read(r);
-  p.until(r);
+  p.poll();
+  BOOST_REQUIRE(r);
   BOOST_TEST(r->ec == net::error::eof);
 }
 
-BOOST_AUTO_TEST_CASE(a_wait_finding_nothing_after_a_full_read_stays_queued) {
+BOOST_AUTO_TEST_CASE(not_quiet_after_a_read_that_filled_its_buffer) {
   Pair p;
+  p.exchange("registered");
   p.send("12345678");
   p.arrived(8);
   p.poll();
@@ -315,13 +301,7 @@ BOOST_AUTO_TEST_CASE(a_wait_finding_nothing_after_a_full_read_stays_queued) {
   p.read(r, 8);
   p.poll();
   BOOST_REQUIRE(r);
-  std::optional<Result> w;
-  p.wait(w);  // the reactor would try a read now: the socket is asked, and has nothing
-  p.poll();
-  BOOST_TEST(!w.has_value());
-  p.send("x");
-  p.until(w);
-  BOOST_TEST(!w->ec);
+  BOOST_TEST(!p.server.quiet_since_drained());  // more may be queued: no edge would say so
 }
 
 BOOST_AUTO_TEST_CASE(queued_operations_are_cancelled_one_by_one_and_by_close) {
@@ -345,16 +325,14 @@ BOOST_AUTO_TEST_CASE(queued_operations_are_cancelled_one_by_one_and_by_close) {
   p.until(r);
   BOOST_TEST(std::string_view(p.buf, r->n) == "b");
 
-  std::optional<Result> w;
-  p.wait(w);
   p.read(r);
   p.poll();
-  BOOST_REQUIRE(!w && !r);
+  BOOST_REQUIRE(!r);
   p.server.close();
   p.poll();
-  BOOST_REQUIRE(w && r);
-  BOOST_TEST(w->ec == net::error::operation_aborted);
+  BOOST_REQUIRE(r);
   BOOST_TEST(r->ec == net::error::operation_aborted);
+  BOOST_TEST(!p.server.quiet_since_drained());  // closed: no registration
 }
 
 BOOST_AUTO_TEST_CASE(beasts_stream_reads_through_it_and_times_out_a_queued_read) {
