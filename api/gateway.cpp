@@ -157,8 +157,8 @@ io::Awaitable<bool> Gateway::forward(io::TcpStream& client, io::FlatBuffer& buff
     r.body_limit(boost::none);
     if (req.method() == http::verb::head) r.skip(true);
     conn->tcp().expires_after(opt_.request_timeout);
-    auto [ec, n] = co_await std::visit([&](auto& up) { return http::async_read_header(up, conn->buffer, r, tuple_awaitable); },
-                                       conn->stream);
+    auto [ec, n] = co_await io::async_visit<void(beast::error_code, std::size_t)>(
+        conn->stream, [&](auto& up, auto handler) { http::async_read_header(up, conn->buffer, r, std::move(handler)); });
     // Closed before a byte of the answer, or a 408 idle-close notice that crossed the request.
     bool crossed = !ec && r.status == 408;
     if ((crossed || conn->closed_before_answer(ec)) && !interim && can_replay()) {
@@ -226,12 +226,13 @@ io::Awaitable<std::optional<int>> Gateway::task_status(const std::string& task_i
   req.set(http::field::host, dest_.host_header());
   req.keep_alive(true);
   conn->tcp().expires_after(opt_.request_timeout);
-  auto [wec, wn] = co_await std::visit([&](auto& up) { return http::async_write(up, req, tuple_awaitable); }, conn->stream);
+  auto [wec, wn] = co_await io::async_visit<void(beast::error_code, std::size_t)>(
+      conn->stream, [&](auto& up, auto handler) { http::async_write(up, req, std::move(handler)); });
   if (wec) co_return std::nullopt;
   http::response_parser<http::string_body> rp;
   rp.body_limit(1 << 20);
-  auto [rec, rn] = co_await std::visit([&](auto& up) { return http::async_read(up, conn->buffer, rp, tuple_awaitable); },
-                                       conn->stream);
+  auto [rec, rn] = co_await io::async_visit<void(beast::error_code, std::size_t)>(
+      conn->stream, [&](auto& up, auto handler) { http::async_read(up, conn->buffer, rp, std::move(handler)); });
   if (rec) co_return std::nullopt;
   int status = rp.get().result_int();
   if (rp.keep_alive() && conn->buffer.size() == 0) proxy::UpstreamPool::for_this_thread().put(std::move(conn), opt_.idle_timeout);

@@ -149,13 +149,13 @@ std::size_t write_now(Stream& s, const Buffers& bufs, beast::error_code& ec) {
 }
 
 // The part of `bufs` that write_now() left (from byte `written` on), written asynchronously with
-// the idle timeout: the awaitable of the write, to be awaited at once.
-template <class Stream, class Buffers>
-auto write_rest(Stream& s, const Buffers& bufs, std::size_t written, std::chrono::milliseconds idle) {
+// the idle timeout; completes through `token` (tuple_awaitable: to be awaited at once).
+template <class Stream, class Buffers, class Token>
+auto write_rest(Stream& s, const Buffers& bufs, std::size_t written, std::chrono::milliseconds idle, Token&& token) {
   beast::buffers_suffix<Buffers> rest(bufs);
   rest.consume(written);
   lowest(s).expires_after(idle);
-  return net::async_write(s, rest, tuple_awaitable);
+  return net::async_write(s, rest, std::forward<Token>(token));
 }
 
 // Parses the next piece of a body from what is already buffered, without an I/O operation (a
@@ -259,7 +259,7 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
     std::size_t wrote = write_now(out, bytes, hec);
     secrets::clear_vector_registers();
     if (!hec && wrote < bytes.size()) {
-      auto [aec, an] = co_await write_rest(out, bytes, wrote, idle);
+      auto [aec, an] = co_await write_rest(out, bytes, wrote, idle, tuple_awaitable);
       secrets::clear_vector_registers();
       hec = aec;
     }
@@ -345,7 +345,7 @@ io::Awaitable<RelayResult> relay_body(In& in, io::FlatBuffer& in_buf, Parser& p,
       const bool sensitive = head_pending || !identity;
       if (sensitive) secrets::clear_vector_registers();
       if (!wec && wrote < net::buffer_size(all)) {
-        auto [aec, an] = co_await write_rest(out, all, wrote, idle);
+        auto [aec, an] = co_await write_rest(out, all, wrote, idle, tuple_awaitable);
         if (sensitive) secrets::clear_vector_registers();
         wec = aec;
       }

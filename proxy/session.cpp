@@ -522,8 +522,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     const std::size_t wrote = std::visit([&](auto& up) { return write_now(up, bytes, wec); }, conn->stream);
     secrets::clear_vector_registers();  // the head was rendered through them: cleared before any wait
     if (!wec && wrote < bytes.size()) {
-      auto [aec, an] = co_await std::visit(
-          [&](auto& up) { return write_rest(up, bytes, wrote, ctx_.idle_timeout); }, conn->stream);
+      auto [aec, an] = co_await io::async_visit<void(beast::error_code, std::size_t)>(
+          conn->stream, [&](auto& up, auto handler) { write_rest(up, bytes, wrote, ctx_.idle_timeout, std::move(handler)); });
       secrets::clear_vector_registers();
       wec = aec;
     }
@@ -630,8 +630,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     conn->tcp().expires_after(ctx_.request_timeout);
     HeadReader hr(conn->buffer, ctx_.max_header_bytes, /*response=*/true);
     while (hr.need_read()) {
-      auto [read_ec, n] = co_await std::visit(
-          [&](auto& up) { return up.async_read_some(hr.room(), tuple_awaitable); }, conn->stream);
+      auto [read_ec, n] = co_await io::async_visit<void(beast::error_code, std::size_t)>(
+          conn->stream, [room = hr.room()](auto& up, auto handler) { up.async_read_some(room, std::move(handler)); });
       hr.read(read_ec, n);
     }
     beast::error_code ec = hr.ec();
@@ -808,7 +808,7 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     std::size_t wrote = write_now(client_, all, wec);
     if (scrubbing) secrets::clear_vector_registers();
     if (!wec && wrote < net::buffer_size(all)) {
-      auto [aec, an] = co_await write_rest(client_, all, wrote, ctx_.idle_timeout);
+      auto [aec, an] = co_await write_rest(client_, all, wrote, ctx_.idle_timeout, tuple_awaitable);
       if (scrubbing) secrets::clear_vector_registers();
       wec = aec;
     }
