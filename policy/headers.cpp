@@ -1,6 +1,7 @@
 #include "policy/headers.hpp"
 
 #include <algorithm>
+#include <array>
 #include <memory>
 
 #include "core/encoding.hpp"
@@ -94,18 +95,23 @@ namespace {
 template <class Fields>
 bool mark_hop_by_hop(const Fields& h, bool keep_upgrade, bool* drop) {
   // The Connection fields' tokens, split once (more than a few: the lists are read again per
-  // field).
+  // field). A token that is itself a hop-by-hop name ("keep-alive", "upgrade") names fields that
+  // go anyway: not kept, so that the usual "Connection: keep-alive" costs no comparison per field.
   constexpr std::size_t kTokens = 8;
-  std::string_view tokens[kTokens];
+  std::array<std::string_view, kTokens> tokens;
   std::size_t token_count = 0, connection_fields = 0;
-  bool many = false;
+  bool many = false, lists_upgrade = false;
   for (const auto& f : h) {
     if (f.name.size() != 10 || !iequals_same_size(f.name, "connection")) continue;
     ++connection_fields;
     for (std::string_view rest = f.value; !many;) {
       const auto comma = rest.find(',');
-      if (token_count == kTokens) many = true;
-      else tokens[token_count++] = trim_ows(rest.substr(0, comma));
+      const std::string_view token = trim_ows(rest.substr(0, comma));
+      if (iequals(token, "upgrade")) lists_upgrade = true;
+      else if (!hop_by_hop_name(token)) {
+        if (token_count == kTokens) many = true;
+        else tokens[token_count++] = token;
+      }
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);
     }
@@ -119,7 +125,7 @@ bool mark_hop_by_hop(const Fields& h, bool keep_upgrade, bool* drop) {
   bool has_upgrade = false;
   if (keep_upgrade && connection_fields)
     for (const auto& f : h) has_upgrade = has_upgrade || iequals(f.name, "upgrade");
-  const bool upgrading = has_upgrade && named_by_connection_field("upgrade");
+  const bool upgrading = has_upgrade && (many ? named_by_connection(h, "upgrade") : lists_upgrade);
   for (std::size_t i = 0; i < h.size(); ++i) {
     const std::string_view name = h[i].name;
     drop[i] = !(upgrading && iequals(name, "upgrade")) &&
