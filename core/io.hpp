@@ -46,7 +46,8 @@ inline constexpr boost::asio::use_awaitable_t<Executor> use_awaitable;
 // Deferred, to be awaited at once (`co_await s.async_read_some(b, tuple_awaitable)`): the
 // coroutine's co_await then starts the operation itself and resumes from its handler. With
 // use_awaitable each operation started a coroutine of its own (a frame allocated, pushed on and
-// popped off the awaitable thread's stack): ~0.4 k instructions per operation.
+// popped off the awaitable thread's stack): 0.4 k instructions per proxied request, which awaits
+// two reads.
 inline constexpr auto tuple_awaitable = boost::asio::as_tuple(boost::asio::deferred);
 
 // One asynchronous operation on whichever stream a std::variant of streams holds, as one
