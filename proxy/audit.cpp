@@ -78,9 +78,8 @@ metrics::Counter& injections_counter(const std::string& secret) {
 
 }  // namespace
 
-void AuditRecord::emit() const {
-  double duration_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+void AuditRecord::emit(std::chrono::steady_clock::time_point done) const {
+  double duration_ms = std::chrono::duration<double, std::milli>(done - started).count();
   if (!log::audit_discarded()) write_line(duration_ms);
   requests_counter(rule, decision, status).inc();
   for (const auto& s : secrets) injections_counter(s).inc();

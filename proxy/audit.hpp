@@ -18,8 +18,10 @@ struct AuditRecord {
   std::uint64_t scrubbed = 0;
 
   // Writes the audit line (unless the audit target is /dev/null) and updates
-  // sidekey_requests_total, sidekey_injections_total and sidekey_request_duration_seconds.
-  void emit() const;
+  // sidekey_requests_total, sidekey_injections_total and sidekey_request_duration_seconds; the
+  // request ended at `done` (a caller that has just read the clock passes what it read).
+  void emit(std::chrono::steady_clock::time_point done) const;
+  void emit() const { emit(std::chrono::steady_clock::now()); }
 
  private:
   void write_line(double duration_ms) const;

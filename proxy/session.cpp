@@ -461,7 +461,8 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // A pooled connection to this destination (vetted when it was dialed), else: resolve once,
   // vet, dial the vetted address. A pooled connection is asked whether it is still open unless
   // the request can be replayed (then a plain one quiet since its last answer is taken as it is).
-  std::unique_ptr<UpstreamConnection> conn = take_pooled(upstream_dest, /*ask=*/!replayable);
+  // (The request's start, microseconds ago, serves as the pool's "now".)
+  std::unique_ptr<UpstreamConnection> conn = take_pooled(upstream_dest, /*ask=*/!replayable, st.audit.started);
   if (!conn) {
     auto dialed = co_await dial(upstream_dest);
     if (auto* r = std::get_if<policy::Refusal>(&dialed)) co_return co_await refuse(st, *r, p.is_done());
@@ -897,9 +898,11 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
     co_return false;
   }
 
-  if (reusable) UpstreamPool::for_this_thread().put(std::move(conn), ctx_.idle_timeout);
+  // One reading of the clock for the pooled connection's idle deadline and the request's duration.
+  const auto done = std::chrono::steady_clock::now();
+  if (reusable) UpstreamPool::for_this_thread().put(std::move(conn), ctx_.idle_timeout, done);
   else conn->close();
-  st.audit.emit();
+  st.audit.emit(done);
   co_return keep;
 }
 

@@ -97,10 +97,9 @@ bool still_open(UpstreamConnection& c, bool ask) {
 }
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take(PoolKeyView key, bool ask) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(PoolKeyView key, bool ask, std::chrono::steady_clock::time_point now) {
   auto it = idle_.find(key);
   if (it == idle_.end()) return nullptr;
-  auto now = std::chrono::steady_clock::now();
   auto& list = it->second;
   while (!list.empty()) {
     auto c = std::move(list.back().c);
@@ -115,9 +114,9 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take(PoolKeyView key, bool ask
   return nullptr;
 }
 
-void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout) {
+void UpstreamPool::put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout,
+                       std::chrono::steady_clock::time_point now) {
   constexpr std::size_t kMaxIdlePerKey = 64;
-  auto now = std::chrono::steady_clock::now();
   // Sweep expired connections so the pool never grows without bound: once a second, not on
   // every return (a busy worker returns a connection per request). Keys left without a
   // connection go too.
@@ -153,8 +152,9 @@ void UpstreamPool::keep_session(const std::string& authority, SSL_SESSION* sessi
   slot = session;
 }
 
-std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask) {
-  return UpstreamPool::for_this_thread().take(PoolKeyView(d), ask);
+std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask,
+                                                std::chrono::steady_clock::time_point now) {
+  return UpstreamPool::for_this_thread().take(PoolKeyView(d), ask, now);
 }
 
 io::Awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,

@@ -102,8 +102,11 @@ class UpstreamPool {
   // An idle connection to `key` that is still open; nullptr when there is none.
   // `ask`: also ask the socket (a system call) whether it is still open, beyond what the event
   // loop has reported so far (a plain connection quiet since its last read is not asked).
-  std::unique_ptr<UpstreamConnection> take(PoolKeyView key, bool ask = true);
-  void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout);
+  // `now`: a caller that has just read the clock passes what it read (a reading costs ~25 ns).
+  std::unique_ptr<UpstreamConnection> take(PoolKeyView key, bool ask = true,
+                                           std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+  void put(std::unique_ptr<UpstreamConnection> c, std::chrono::milliseconds idle_timeout,
+           std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 
   SSL_SESSION* session(const std::string& authority) const;  // not owned
   void keep_session(const std::string& authority, SSL_SESSION* session);  // takes the reference
@@ -124,7 +127,8 @@ class UpstreamPool {
 // An idle pooled connection to `d`, whichever vetted address it was dialed to: it was vetted
 // then (the egress guard's configuration does not change while sidekey runs), so reusing it
 // needs no second name lookup — a lookup per request would add a DNS round trip to each.
-std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask = true);
+std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask = true,
+                                                std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 
 // A new connection: dials each vetted address in turn (connect_timeout each) and, for TLS
 // destinations, handshakes with SNI and verification. (A caller that may reuse a connection asks
