@@ -42,6 +42,8 @@
 #include <boost/version.hpp>
 #include <sys/socket.h>
 
+#include "core/socket_calls.hpp"
+
 #include <cerrno>
 #include <memory>
 #include <utility>
@@ -120,6 +122,32 @@ class Completing : public ad::reactor_op {
   ad::handler_work<Handler, IoExecutor> work_;
 };
 
+// One non-blocking recv into one buffer, as Asio's non_blocking_recv1 has it for a stream (EOF
+// an error, EINTR retried): false when the socket has nothing yet.
+inline bool recv_once(int fd, void* data, std::size_t size, boost::system::error_code& ec, std::size_t& n) {
+  for (;;) {
+    const ssize_t got = socket_calls::recv(fd, data, size);
+    if (got > 0) {
+      ec = {};
+      n = static_cast<std::size_t>(got);
+      return true;
+    }
+    if (got == 0) {
+      ec = boost::asio::error::eof;
+      n = 0;
+      return true;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      ec = boost::asio::error::would_block;
+      return false;
+    }
+    ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
+    n = 0;
+    return true;
+  }
+}
+
 template <class Buffers, class Handler, class IoExecutor>
 class Recv final : public Completing<Recv<Buffers, Handler, IoExecutor>, Handler, IoExecutor> {
   using Base = Completing<Recv, Handler, IoExecutor>;
@@ -138,7 +166,7 @@ class Recv final : public Completing<Recv<Buffers, Handler, IoExecutor>, Handler
     bool finished;
     if constexpr (Adapter::is_single_buffer) {
       const boost::asio::mutable_buffer b = Adapter::first(o->buffers_);
-      finished = ad::socket_ops::non_blocking_recv1(o->d_.fd, b.data(), b.size(), 0, true, o->ec_, o->bytes_transferred_);
+      finished = recv_once(o->d_.fd, b.data(), b.size(), o->ec_, o->bytes_transferred_);
     } else {
       finished = ad::socket_ops::non_blocking_recv(o->d_.fd, bufs.buffers(), bufs.count(), 0, true, o->ec_,
                                                    o->bytes_transferred_);
@@ -181,6 +209,35 @@ class basic_stream_socket<sidekey::io::Tcp, Executor> : public basic_stream_sock
           start<Op>(handler, empty, b);
         },
         token, buffers);
+  }
+
+  // Writes what the socket takes right now, without the reactor (the socket must be non-blocking:
+  // then "would block" is the error when it takes nothing). One sendmsg for several buffers.
+  template <class ConstBufferSequence>
+  std::size_t send_now(const ConstBufferSequence& buffers, boost::system::error_code& ec) {
+    using Adapter = detail::buffer_sequence_adapter<const_buffer, ConstBufferSequence>;
+    const int fd = this->impl_.get_implementation().socket_;
+    for (;;) {
+      ssize_t sent;
+      if constexpr (Adapter::is_single_buffer) {
+        const const_buffer b = Adapter::first(buffers);
+        sent = sidekey::io::socket_calls::send(fd, b.data(), b.size());
+      } else {
+        Adapter bufs(buffers);
+        msghdr message{};
+        message.msg_iov = const_cast<iovec*>(reinterpret_cast<const iovec*>(bufs.buffers()));
+        message.msg_iovlen = bufs.count();
+        sent = sidekey::io::socket_calls::sendmsg(fd, &message);
+      }
+      if (sent >= 0) {
+        ec = {};
+        return static_cast<std::size_t>(sent);
+      }
+      if (errno == EINTR) continue;
+      ec = errno == EAGAIN || errno == EWOULDBLOCK ? boost::system::error_code(error::would_block)
+                                                   : boost::system::error_code(errno, error::get_system_category());
+      return 0;
+    }
   }
 
   // Nothing has come since a read drained the socket, as far as the event loop has been told

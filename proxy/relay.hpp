@@ -137,7 +137,7 @@ std::size_t write_now(Stream& s, const Buffers& bufs, beast::error_code& ec) {
         return 0;
       }
     }
-    std::size_t n = socket.write_some(bufs, ec);
+    std::size_t n = socket.send_now(bufs, ec);
     if (ec == net::error::would_block || ec == net::error::try_again) {
       ec = {};
       return 0;
