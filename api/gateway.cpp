@@ -32,7 +32,8 @@ bool Gateway::forwards(std::string_view target) {
 
 io::Awaitable<std::optional<proxy::ConnectResult>> Gateway::connect(bool ask, bool fresh) {
   if (!fresh)
-    if (auto pooled = proxy::take_pooled(dest_, ask)) co_return proxy::ConnectResult{std::move(pooled), 0};
+    if (auto pooled = proxy::take_pooled(dest_, ask, proxy::Dialer::gateway))
+      co_return proxy::ConnectResult{std::move(pooled), 0};
   proxy::VettedAddresses addrs;
   if (auto ip = IpAddress::parse(dest_.host)) {
     addrs.endpoints.emplace_back(net::ip::make_address(ip->to_string()), dest_.port);
@@ -42,7 +43,7 @@ io::Awaitable<std::optional<proxy::ConnectResult>> Gateway::connect(bool ask, bo
     if (ec) co_return std::nullopt;
     for (const auto& r : results) addrs.endpoints.push_back(r.endpoint());
   }
-  auto r = co_await proxy::connect_upstream(dest_, addrs, tls_, opt_.connect_timeout);
+  auto r = co_await proxy::connect_upstream(dest_, addrs, tls_, opt_.connect_timeout, proxy::Dialer::gateway);
   if (auto* c = std::get_if<proxy::ConnectResult>(&r)) co_return std::move(*c);
   log::warn("agent_unreachable", {{"upstream", dest_.authority()}, {"error", std::get<policy::Refusal>(r).message}});
   co_return std::nullopt;

@@ -461,8 +461,10 @@ io::Awaitable<bool> Session<Client>::serve_one(beast::error_code rec, std::size_
   // A pooled connection to this destination (vetted when it was dialed), else: resolve once,
   // vet, dial the vetted address. A pooled connection is asked whether it is still open unless
   // the request can be replayed (then a plain one quiet since its last answer is taken as it is).
-  // (The request's start, microseconds ago, serves as the pool's "now".)
-  std::unique_ptr<UpstreamConnection> conn = take_pooled(upstream_dest, /*ask=*/!replayable, st.audit.started);
+  // The pool's "now" is the request's start, microseconds ago, unless the first body piece was
+  // waited for.
+  const auto pool_now = first_piece ? std::chrono::steady_clock::now() : st.audit.started;
+  std::unique_ptr<UpstreamConnection> conn = take_pooled(upstream_dest, /*ask=*/!replayable, Dialer::egress, pool_now);
   if (!conn) {
     auto dialed = co_await dial(upstream_dest);
     if (auto* r = std::get_if<policy::Refusal>(&dialed)) co_return co_await refuse(st, *r, p.is_done());

@@ -152,15 +152,16 @@ void UpstreamPool::keep_session(const std::string& authority, SSL_SESSION* sessi
   slot = session;
 }
 
-std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask,
+std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask, Dialer by,
                                                 std::chrono::steady_clock::time_point now) {
-  return UpstreamPool::for_this_thread().take(PoolKeyView(d), ask, now);
+  return UpstreamPool::for_this_thread().take(PoolKeyView(d, by), ask, now);
 }
 
 io::Awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
                                                                               const VettedAddresses& addresses,
                                                                               UpstreamTls& tls,
-                                                                              std::chrono::milliseconds connect_timeout) {
+                                                                              std::chrono::milliseconds connect_timeout,
+                                                                              Dialer by) {
   auto& pool = UpstreamPool::for_this_thread();
 
   auto executor = co_await net::this_coro::executor;
@@ -211,7 +212,7 @@ io::Awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(con
       }
       conn = std::make_unique<UpstreamConnection>(std::move(tls_stream), std::move(authority_holder));
     }
-    conn->key = PoolKey{d.host, d.port, d.tls};
+    conn->key = PoolKey{d.host, d.port, d.tls, by};
     conn->tcp().expires_never();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     co_return ConnectResult{std::move(conn), secs};

@@ -41,23 +41,33 @@ class UpstreamTls {
   bool verify_;
 };
 
+// Who dialed a connection: the proxy, to an address the egress guard vetted, or the API
+// gateway, to the operator's agent.upstream (not vetted: the operator named it). Neither takes
+// the other's from the pool: a proxied request to the agent's address must be vetted.
+enum class Dialer : std::uint8_t { egress, gateway };
+
 // What a pooled connection is filed under: the destination it was dialed for (TLS or not, and
-// the authority TLS verified). Whichever of the destination's vetted addresses it went to.
+// the authority TLS verified), whichever of the destination's vetted addresses it went to, and
+// who dialed it.
 struct PoolKey {
   std::string host;
   std::uint16_t port = 0;
   bool tls = false;
+  Dialer dialer = Dialer::egress;
 };
 struct PoolKeyView {
   std::string_view host;
   std::uint16_t port = 0;
   bool tls = false;
-  PoolKeyView(const PoolKey& k) : host(k.host), port(k.port), tls(k.tls) {}  // NOLINT(google-explicit-constructor)
-  explicit PoolKeyView(const policy::Destination& d) : host(d.host), port(d.port), tls(d.tls) {}
+  Dialer dialer = Dialer::egress;
+  PoolKeyView(const PoolKey& k)  // NOLINT(google-explicit-constructor)
+      : host(k.host), port(k.port), tls(k.tls), dialer(k.dialer) {}
+  PoolKeyView(const policy::Destination& d, Dialer by) : host(d.host), port(d.port), tls(d.tls), dialer(by) {}
   // Host last: a string compared only where the cheap fields tie.
   friend bool operator<(const PoolKeyView& a, const PoolKeyView& b) {
     if (a.tls != b.tls) return a.tls < b.tls;
     if (a.port != b.port) return a.port < b.port;
+    if (a.dialer != b.dialer) return a.dialer < b.dialer;
     return a.host < b.host;
   }
 };
@@ -127,15 +137,16 @@ class UpstreamPool {
 // An idle pooled connection to `d`, whichever vetted address it was dialed to: it was vetted
 // then (the egress guard's configuration does not change while sidekey runs), so reusing it
 // needs no second name lookup — a lookup per request would add a DNS round trip to each.
-std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask = true,
+std::unique_ptr<UpstreamConnection> take_pooled(const policy::Destination& d, bool ask = true, Dialer by = Dialer::egress,
                                                 std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 
-// A new connection: dials each vetted address in turn (connect_timeout each) and, for TLS
-// destinations, handshakes with SNI and verification. (A caller that may reuse a connection asks
+// A new connection (filed for the pool as `by`'s): dials each address in turn (connect_timeout
+// each) and, for TLS destinations, handshakes with SNI and verification. (A caller that may reuse a connection asks
 // take_pooled() first; a CONNECT tunnel never does.)
 io::Awaitable<std::variant<ConnectResult, policy::Refusal>> connect_upstream(const policy::Destination& d,
                                                                               const VettedAddresses& addresses,
                                                                               UpstreamTls& tls,
-                                                                              std::chrono::milliseconds connect_timeout);
+                                                                              std::chrono::milliseconds connect_timeout,
+                                                                              Dialer by = Dialer::egress);
 
 }  // namespace sidekey::proxy

@@ -695,5 +695,30 @@ class GatewayTest(unittest.TestCase):
         self.assertNotIn(self.sk.token, json.dumps(seen))
 
 
+class GatewayPoolTest(unittest.TestCase):
+    """The gateway's connections to the agent are dialed without the egress guard (the operator
+    named agent.upstream); a proxied request to the same address must not take one from the
+    worker's pool and so pass the guard."""
+
+    def test_a_proxied_request_does_not_take_the_gateways_connection(self):
+        agent = Upstream(Reply(200, b"{}")).start()
+        self.addCleanup(agent.stop)
+        # One worker: the api listener's request and the proxied one share its pool. Loopback
+        # is not in egress.allow_private.
+        sk = Sidekey(config={"agent": {"upstream": agent.url}, "workers": 1}, policy="version: 1\ndefault: allow\n")
+        with sk:
+            r = requests.get(sk.api_url + "/ap/v1/agent/tasks", headers=sk.auth(), timeout=TIMEOUT)
+            self.assertEqual((r.status_code, r.text), (200, "{}"))
+            self.assertEqual(agent.connections, 1)
+            r = requests.get(agent.url + "/through-the-proxy", proxies={"http": sk.proxy_url}, timeout=TIMEOUT)
+            self.assertEqual(r.status_code, 403, r.text)
+            self.assertEqual(r.json()["error"]["code"], "egress_blocked")
+            self.assertEqual([q.path for q in agent.requests], ["/ap/v1/agent/tasks"])
+            # The gateway's own connection is still reused by the gateway.
+            r = requests.get(sk.api_url + "/ap/v1/agent/tasks", headers=sk.auth(), timeout=TIMEOUT)
+            self.assertEqual(r.status_code, 200)
+            self.assertEqual(agent.connections, 1)
+
+
 if __name__ == "__main__":
     unittest.main()
