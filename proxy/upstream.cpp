@@ -88,9 +88,11 @@ bool nothing_to_read(io::Socket& s) {
 // is open as far as the event loop has been told (io::Socket::quiet_since_drained): an EOF or
 // stray bytes that came while it was idle raised an edge the reactor recorded, and then the
 // socket is asked. `ask` asks it anyway: an EOF may have arrived that the loop has not taken
-// from epoll yet. A TLS connection is always asked (its stream may hold a record).
+// from epoll yet. A TLS connection is always asked, and is not open when its stream holds a
+// record nobody asked for (read with the answer's last one: no edge will say so).
 bool still_open(UpstreamConnection& c, bool ask) {
   if (c.buffer.size() != 0) return false;
+  if (const auto* tls = std::get_if<UpstreamConnection::Tls>(&c.stream); tls && tls->holds_unread_ciphertext()) return false;
   if (!ask && std::holds_alternative<UpstreamConnection::Plain>(c.stream) && c.tcp().socket().quiet_since_drained())
     return true;
   return nothing_to_read(c.tcp().socket());

@@ -969,6 +969,29 @@ class UpstreamTlsFaultTest(unittest.TestCase):
         self.assertTrue(wait_for(lambda: self.ups["expired"].tls_failures >= 2, timeout=GUARD),
                         self.ups["expired"].tls_failures)
 
+    def test_a_record_nobody_asked_for_behind_the_answer(self):
+        # The answer and a stray response leave in one TCP segment, as two TLS records: sidekey
+        # reads both with the answer's last read, and the second stays in its TLS stream (no edge
+        # will report it). The next request must not take that connection and get the stray.
+        def answer_then_stray(req, w):
+            w.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            Reply(200, b"first")(req, w)
+            w.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+            w.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            return True
+
+        good = self.ups["good"]
+        for i in range(3):
+            with self.subTest(round=i):
+                good.next(answer_then_stray)
+                first = self.via_upgrade("good.test", "/first/%d" % i)
+                self.assertEqual((first.status, first.body), (200, b"first"))
+                second = self.via_upgrade("good.test", "/second/%d" % i)
+                self.assertEqual((second.status, second.body), (200, b"tls-ok-good"), second.raw[:300])
+                a = [q for q in good.requests if q.path == "/first/%d" % i][0]
+                b = [q for q in good.requests if q.path == "/second/%d" % i][0]
+                self.assertNotEqual(a.conn_id, b.conn_id, "the connection holding the stray record was reused")
+
     def test_certificate_not_yet_valid(self):
         self.check_refused("future.test", self.ups["future"])
 
