@@ -24,6 +24,7 @@ class Workers {
   void join();
 
  private:
+  static void run_polling_before_sleep(boost::asio::io_context& c);
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>> guards_;
   std::vector<std::thread> threads_;
