@@ -33,17 +33,10 @@
 #include <malloc.h>
 #include <string.h>  // explicit_bzero
 
+#include "core/sanitized.hpp"
 #include "core/wipe_freed.hpp"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SIDEKEY_RUNTIME_NEW 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define SIDEKEY_RUNTIME_NEW 1
-#endif
-#endif
-
-#ifndef SIDEKEY_RUNTIME_NEW
+#ifndef SIDEKEY_SANITIZED
 
 namespace {
 

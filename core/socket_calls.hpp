@@ -13,18 +13,12 @@
 
 #include <cstddef>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SIDEKEY_LIBRARY_SOCKET_CALLS 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define SIDEKEY_LIBRARY_SOCKET_CALLS 1
-#endif
-#endif
+#include "core/sanitized.hpp"
 
 namespace sidekey::io::socket_calls {
 
 inline ssize_t recv(int fd, void* data, std::size_t size) {
-#ifdef SIDEKEY_LIBRARY_SOCKET_CALLS
+#ifdef SIDEKEY_SANITIZED
   return ::recv(fd, data, size, 0);
 #else
   return ::syscall(SYS_recvfrom, fd, data, size, 0, nullptr, nullptr);
@@ -33,7 +27,7 @@ inline ssize_t recv(int fd, void* data, std::size_t size) {
 
 // MSG_NOSIGNAL: a peer that has gone is an EPIPE, not a SIGPIPE (as Asio sends).
 inline ssize_t send(int fd, const void* data, std::size_t size) {
-#ifdef SIDEKEY_LIBRARY_SOCKET_CALLS
+#ifdef SIDEKEY_SANITIZED
   return ::send(fd, data, size, MSG_NOSIGNAL);
 #else
   return ::syscall(SYS_sendto, fd, data, size, MSG_NOSIGNAL, nullptr, 0);
@@ -41,7 +35,7 @@ inline ssize_t send(int fd, const void* data, std::size_t size) {
 }
 
 inline ssize_t sendmsg(int fd, const msghdr* message) {
-#ifdef SIDEKEY_LIBRARY_SOCKET_CALLS
+#ifdef SIDEKEY_SANITIZED
   return ::sendmsg(fd, message, MSG_NOSIGNAL);
 #else
   return ::syscall(SYS_sendmsg, fd, message, MSG_NOSIGNAL);

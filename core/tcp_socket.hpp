@@ -122,6 +122,16 @@ class Completing : public ad::reactor_op {
   ad::handler_work<Handler, IoExecutor> work_;
 };
 
+// After a socket call that failed: false to make it again (EINTR); else true, with `ec` saying why
+// (would_block when the socket had nothing, or no room).
+inline bool failed_for(boost::system::error_code& ec) {
+  const int e = errno;
+  if (e == EINTR) return false;
+  ec = e == EAGAIN || e == EWOULDBLOCK ? boost::system::error_code(boost::asio::error::would_block)
+                                       : boost::system::error_code(e, boost::asio::error::get_system_category());
+  return true;
+}
+
 // One non-blocking recv into one buffer, as Asio's non_blocking_recv1 has it for a stream (EOF
 // an error, EINTR retried): false when the socket has nothing yet.
 inline bool recv_once(int fd, void* data, std::size_t size, boost::system::error_code& ec, std::size_t& n) {
@@ -137,14 +147,9 @@ inline bool recv_once(int fd, void* data, std::size_t size, boost::system::error
       n = 0;
       return true;
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      ec = boost::asio::error::would_block;
-      return false;
-    }
-    ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
+    if (!failed_for(ec)) continue;
     n = 0;
-    return true;
+    return ec != boost::asio::error::would_block;
   }
 }
 
@@ -233,10 +238,7 @@ class basic_stream_socket<sidekey::io::Tcp, Executor> : public basic_stream_sock
         ec = {};
         return static_cast<std::size_t>(sent);
       }
-      if (errno == EINTR) continue;
-      ec = errno == EAGAIN || errno == EWOULDBLOCK ? boost::system::error_code(error::would_block)
-                                                   : boost::system::error_code(errno, error::get_system_category());
-      return 0;
+      if (sidekey::io::reactor_ops::failed_for(ec)) return 0;
     }
   }
 

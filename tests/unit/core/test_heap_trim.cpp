@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/heap_trim.hpp"
+#include "core/sanitized.hpp"
 
 using sidekey::core::HeapTrimPolicy;
 
@@ -66,7 +67,7 @@ BOOST_AUTO_TEST_CASE(trim_heap_runs) {
   for (int i = 0; i < 2000; ++i) blocks.push_back(std::malloc(4096));
   void* keep = std::malloc(64);  // above them, so the top of the heap cannot simply shrink
   for (void* b : blocks) std::free(b);
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if defined(__GLIBC__) && !defined(SIDEKEY_SANITIZED)
   BOOST_TEST(sidekey::core::trim_heap());
 #else
   sidekey::core::trim_heap();  // a sanitizer's allocator stands in for glibc's: it only must not fail

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/sanitized.hpp"
 #include "core/wipe_freed.hpp"
 
 namespace {
@@ -103,7 +104,7 @@ BOOST_AUTO_TEST_CASE(strings_and_vectors_grow_and_shrink_through_it) {
 }
 
 BOOST_AUTO_TEST_CASE(a_request_that_cannot_be_met_throws_bad_alloc) {
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#ifndef SIDEKEY_SANITIZED
   // (A sanitizer's allocator reports such a request as an error and aborts, by its default.)
   BOOST_CHECK_THROW((void)::operator new(std::numeric_limits<std::size_t>::max() / 2), std::bad_alloc);
 #endif
@@ -112,7 +113,7 @@ BOOST_AUTO_TEST_CASE(a_request_that_cannot_be_met_throws_bad_alloc) {
   ::operator delete(p, std::size_t{0});
 }
 
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)  // (the runtime's operators there)
+#ifndef SIDEKEY_SANITIZED  // (the runtime's operators there)
 BOOST_AUTO_TEST_CASE(a_block_freed_in_a_wipe_scope_comes_back_zeroed) {
   for (std::size_t size : {40u, 200u, 3000u}) {
     for (bool scoped : {false, true}) {

@@ -56,7 +56,7 @@ extern "C" ssize_t recvmsg(int fd, msghdr* message, int flags) {
   return next(fd, message, flags);
 }
 
-#ifndef SIDEKEY_LIBRARY_SOCKET_CALLS  // (sanitizer builds read with recv: counted above)
+#ifndef SIDEKEY_SANITIZED  // (sanitizer builds read with recv: counted above)
 // As the C library's: the number and six arguments (a call passes fewer; the rest are not read
 // by the kernel, and the library reads them as this does).
 extern "C" long syscall(long number, ...) {
